@@ -1,0 +1,1 @@
+"""Regimen: a distributed batch job runner for Keras experiments on Ray."""

@@ -1,0 +1,305 @@
+"""Datasets: find the canonical files, read them without network or pickle, preprocess as the seed did.
+
+Sources, in order: a data folder (``--data-dir`` or ``$REGIMEN_DATA_DIR``) holding ``mnist.npz``,
+``imdb.npz`` and ``fashion-mnist/*-ubyte.gz``; Debian's ``dataset-fashion-mnist`` package; Keras' own
+cache (``$KERAS_HOME/datasets``); Keras' download. ``synthetic=True`` swaps in generated arrays with the
+same shapes, dtypes and class balance, for tests and demos.
+
+Reading and preprocessing are pure functions of file bytes; only :func:`locate` touches the network.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from jobs.spec import Dataset, Imdb
+
+KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_FILES = (
+    "train-labels-idx1-ubyte.gz",
+    "train-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+)
+#: Keras' imdb.load_data defaults, kept so that our arrays equal Keras' own.
+IMDB_SHUFFLE_SEED, IMDB_START_CHAR, IMDB_OOV_CHAR, IMDB_INDEX_FROM = 113, 1, 2, 3
+STAGE_HINT = (
+    "stage the files with `regimen data --data-dir DIR` (it prints what goes where) and pass "
+    "--data-dir DIR, or run `make demo` for a run on SYNTHETIC data"
+)
+
+
+class DataUnavailable(Exception):
+    """A dataset that could not be found or downloaded; the message lists the places searched."""
+
+    def __init__(self, name: str, searched: list[str], reason: str = ""):
+        self.name = name
+        self.searched = searched
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"dataset '{name}' not found{why}; searched: {'; '.join(searched)}. To fix: {STAGE_HINT}")
+
+
+class DataCorrupt(Exception):
+    """A dataset file that exists but cannot be read as the canonical format."""
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """A dataset ready for ``model.fit``: float32 inputs, labels as the loss expects them."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str = field(compare=False)
+    synthetic: bool = False
+
+    def describe(self) -> dict:
+        return {
+            "source": self.source,
+            "synthetic": self.synthetic,
+            "train": len(self.x_train),
+            "test": len(self.x_test),
+        }
+
+
+def keras_cache() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+
+
+def default_data_dir() -> Path | None:
+    value = os.environ.get("REGIMEN_DATA_DIR")
+    return Path(value) if value else None
+
+
+def canonical_files(name: str) -> list[str]:
+    """The files of ``name`` relative to a data folder (the Keras cache layout)."""
+    if name == "fashion_mnist":
+        return [f"fashion-mnist/{f}" for f in FASHION_FILES]
+    return [f"{name}.npz"]
+
+
+def candidate_folders(name: str, data_dir: Path | None) -> list[Path]:
+    folders = [data_dir] if data_dir else []
+    if name == "fashion_mnist":
+        folders.append(DEBIAN_FASHION_MNIST.parent.parent / "datasets")  # holds fashion-mnist/
+    folders.append(keras_cache())
+    return folders
+
+
+def _files_in(folder: Path, name: str) -> list[Path]:
+    if folder == DEBIAN_FASHION_MNIST.parent.parent / "datasets":
+        return [DEBIAN_FASHION_MNIST / f for f in FASHION_FILES]
+    return [folder / f for f in canonical_files(name)]
+
+
+def find_local(name: str, data_dir: Path | None) -> tuple[list[Path] | None, list[str]]:
+    """The dataset's files in the first folder that has them all, and every place looked at."""
+    searched = []
+    for folder in candidate_folders(name, data_dir):
+        files = _files_in(folder, name)
+        searched.append(str(files[0].parent) if name == "fashion_mnist" else str(files[0]))
+        if all(f.is_file() and f.stat().st_size > 0 for f in files):
+            return files, searched
+    return None, searched
+
+
+def locate(name: str, data_dir: Path | None = None, download: bool = True) -> list[Path]:
+    """The files of dataset ``name``, downloading them through Keras when no local copy exists."""
+    files, searched = find_local(name, data_dir)
+    if files:
+        return files
+    if not download:
+        raise DataUnavailable(name, searched)
+    searched.append(f"download from {KERAS_ORIGIN}")
+    try:
+        from keras.utils import get_file
+
+        subdir = "datasets/fashion-mnist" if name == "fashion_mnist" else "datasets"
+        return [
+            Path(get_file(Path(f).name, origin=KERAS_ORIGIN + Path(f).name, cache_subdir=subdir))
+            for f in canonical_files(name)
+        ]
+    except Exception as error:  # urllib/HTTP/OS errors all mean the same thing to the user
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise DataUnavailable(name, searched, reason) from None
+
+
+# ---------------------------------------------------------------- reading canonical files
+
+
+class _ListsOnlyUnpickler(pickle.Unpickler):
+    """Reads IMDB's ragged object arrays (lists of ints) and refuses every other global."""
+
+    allowed = frozenset(
+        {
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+        }
+    )
+
+    def find_class(self, module, name):
+        if (module, name) in self.allowed:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a dataset file")
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """An ``.npz`` as a dict; object arrays go through a restricted unpickler, never ``allow_pickle``."""
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                if not member.endswith(".npy"):
+                    continue
+                buffer = io.BytesIO(archive.read(member))
+                try:
+                    arrays[member[:-4]] = np.lib.format.read_array(buffer, allow_pickle=False)
+                except ValueError:
+                    buffer.seek(0)
+                    major, _ = np.lib.format.read_magic(buffer)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                    )
+                    read_header(buffer)
+                    arrays[member[:-4]] = _ListsOnlyUnpickler(buffer).load()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, pickle.UnpicklingError) as error:
+        raise DataCorrupt(f"{path}: not a readable .npz file ({error})") from None
+    missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays)
+    if missing:
+        raise DataCorrupt(f"{path}: missing arrays {', '.join(sorted(missing))}")
+    return arrays
+
+
+def read_idx_gz(path: Path, header_bytes: int) -> np.ndarray:
+    try:
+        with gzip.open(path, "rb") as f:
+            return np.frombuffer(f.read(), np.uint8, offset=header_bytes)
+    except (OSError, EOFError, ValueError) as error:
+        raise DataCorrupt(f"{path}: not a readable idx .gz file ({error})") from None
+
+
+# ---------------------------------------------------------------- preprocessing (pure)
+
+
+def multi_hot(sequences: list | np.ndarray, dimension: int) -> np.ndarray:
+    """The seed's ``sequences_shaping``, vectorised: row i has 1.0 at every index in sequences[i]."""
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    rows = np.repeat(np.arange(len(sequences)), lengths)
+    cols = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences]) if len(rows) else rows
+    out = np.zeros((len(sequences), dimension), dtype=np.float32)
+    out[rows, cols] = 1.0
+    return out
+
+
+def imdb_words(sequences: np.ndarray, num_words: int) -> list[np.ndarray]:
+    """Keras' index shift and OOV mapping: start char 1, indices + 3, every index >= num_words -> 2."""
+    out = []
+    for seq in sequences:
+        words = np.concatenate(([IMDB_START_CHAR], np.asarray(seq, dtype=np.int64) + IMDB_INDEX_FROM))
+        out.append(np.where(words < num_words, words, IMDB_OOV_CHAR))
+    return out
+
+
+def preprocess_imdb(raw: dict[str, np.ndarray], num_words: int, source: str) -> Arrays:
+    rng = np.random.RandomState(IMDB_SHUFFLE_SEED)  # Keras shuffles train, then test, with one RNG
+    split = {}
+    for part in ("train", "test"):
+        x, y = raw[f"x_{part}"], np.asarray(raw[f"y_{part}"])
+        if len(x) != len(y):
+            raise DataCorrupt(f"{source}: x_{part} has {len(x)} rows but y_{part} has {len(y)}")
+        order = np.arange(len(x))
+        rng.shuffle(order)
+        split[part] = (
+            multi_hot(imdb_words(x[order], num_words), num_words),
+            y[order].astype(np.float32).reshape(-1, 1),  # (N, 1): Keras 3 binary_crossentropy metric
+        )
+    return Arrays(*split["train"], *split["test"], source=source)
+
+
+def preprocess_images(x_train, y_train, x_test, y_test, source: str) -> Arrays:
+    for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if x.ndim != 3 or x.shape[1:] != (28, 28) or len(x) != len(y):
+            raise DataCorrupt(
+                f"{source}: {name} images have shape {x.shape} and {len(y)} labels; expected (N, 28, 28) with N labels"
+            )
+    return Arrays(
+        (x_train / np.float32(255)).astype(np.float32),
+        y_train.astype(np.int64),
+        (x_test / np.float32(255)).astype(np.float32),
+        y_test.astype(np.int64),
+        source=source,
+    )
+
+
+def read_dataset(dataset: Dataset, files: list[Path]) -> Arrays:
+    """Canonical files -> preprocessed arrays."""
+    source = str(files[0].parent if dataset.name == "fashion_mnist" else files[0])
+    if isinstance(dataset, Imdb):
+        return preprocess_imdb(read_npz(files[0]), dataset.num_words, source)
+    if dataset.name == "mnist":
+        raw = read_npz(files[0])
+        return preprocess_images(raw["x_train"], raw["y_train"], raw["x_test"], raw["y_test"], source)
+    by_name = {f.name: f for f in files}
+    labels, images = {}, {}
+    for part in ("train", "t10k"):
+        labels[part] = read_idx_gz(by_name[f"{part}-labels-idx1-ubyte.gz"], 8)
+        pixels = read_idx_gz(by_name[f"{part}-images-idx3-ubyte.gz"], 16)
+        if pixels.size != len(labels[part]) * 28 * 28:
+            raise DataCorrupt(
+                f"{source}: {part} images hold {pixels.size} bytes; expected {len(labels[part])} x 28 x 28"
+            )
+        images[part] = pixels.reshape(-1, 28, 28)
+    return preprocess_images(images["train"], labels["train"], images["t10k"], labels["t10k"], source)
+
+
+# ---------------------------------------------------------------- synthetic
+
+
+def synthetic(dataset: Dataset, seed: int = 0, train: int | None = None, test: int | None = None) -> Arrays:
+    """Generated data with the real dataset's shapes, dtypes and class balance; learnable, not real."""
+    rng = np.random.default_rng(seed)
+    if isinstance(dataset, Imdb):
+        n_train, n_test = train or 25_000, test or 25_000
+        return _synthetic_imdb(rng, dataset.num_words, n_train, n_test)
+    n_train, n_test = train or 60_000, test or 10_000
+    prototypes = rng.random((10, 28, 28), dtype=np.float32)
+
+    def images(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.permutation(np.arange(n) % 10)
+        noise = rng.standard_normal((n, 28, 28), dtype=np.float32) * np.float32(0.35)
+        return np.clip(prototypes[y] + noise, 0, 1).astype(np.float32), y.astype(np.int64)
+
+    return Arrays(*images(n_train), *images(n_test), source=f"SYNTHETIC {dataset.name}", synthetic=True)
+
+
+def _synthetic_imdb(rng: np.random.Generator, num_words: int, n_train: int, n_test: int) -> Arrays:
+    frequency = np.clip(0.9 / np.arange(1, num_words + 1) ** 0.5, 0.01, 0.9)  # Zipf-like word use
+    tilt = rng.normal(0, 0.35, num_words)  # words that lean positive or negative
+    p = {label: np.clip(frequency * np.exp(sign * tilt), 0, 0.95) for label, sign in ((0, -1), (1, 1))}
+
+    def reviews(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.permutation(np.arange(n) % 2)
+        x = (rng.random((n, num_words)) < np.where(y[:, None] == 1, p[1], p[0])).astype(np.float32)
+        x[:, 0], x[:, IMDB_START_CHAR] = 0.0, 1.0  # as in the real data: no padding, always a start
+        return x, y.astype(np.float32).reshape(-1, 1)
+
+    return Arrays(*reviews(n_train), *reviews(n_test), source="SYNTHETIC imdb", synthetic=True)
+
+
+def load(dataset: Dataset, data_dir: Path | None = None, synthetic_data: bool = False) -> Arrays:
+    """The arrays for ``dataset``: generated, or read from the first source that has the files."""
+    if synthetic_data:
+        return synthetic(dataset)
+    return read_dataset(dataset, locate(dataset.name, data_dir))

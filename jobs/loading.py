@@ -1,0 +1,172 @@
+"""Spec files -> validated experiments, or every error as ``file: field.path: message``.
+
+A path is an experiment file, a suite file (``suite:`` + ``experiments:``) or a folder (its
+``suite.yaml`` if it has one, else every ``*.yaml`` in it). Nothing here raises for bad input: errors are
+collected and returned so that the CLI can print all of them at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from jobs.spec import Experiment, Suite, did_you_mean
+
+SUITE_FILE = "suite.yaml"
+
+
+@dataclass(frozen=True)
+class SpecError:
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path}: {self.message}" if self.path else f"{self.file}: {self.message}"
+
+
+@dataclass(frozen=True)
+class LoadedExperiment:
+    file: Path
+    experiment: Experiment
+
+
+def _quoted(text: str) -> list[str]:
+    return re.findall(r"'([^']*)'", text)
+
+
+def _strip_tags(loc: tuple, document: Any) -> tuple:
+    """Drop the discriminator values Pydantic puts in a path (``layers.1.dense.units`` -> ``layers.1.units``)."""
+    kept, node = [], document
+    for part in loc:
+        if isinstance(node, dict) and part not in node and part in (node.get("kind"), node.get("name")):
+            continue
+        kept.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(kept)
+
+
+def describe_error(error: dict) -> str:
+    """One Pydantic error as a sentence a spec author can act on."""
+    kind, ctx, given = error["type"], error.get("ctx", {}), error.get("input")
+    if kind == "union_tag_invalid":
+        options = _quoted(ctx["expected_tags"])
+        what = "layer kind" if "kind" in ctx["discriminator"] else "dataset"
+        return (
+            f"unknown {what} '{ctx['tag']}'{did_you_mean(ctx['tag'], options)}; expected one of: {', '.join(options)}"
+        )
+    if kind == "union_tag_not_found":
+        return f"missing key {ctx['discriminator']}"
+    if kind == "literal_error":
+        options = _quoted(ctx["expected"])
+        return f"'{given}' is not allowed{did_you_mean(given, options)}; expected one of: {', '.join(options)}"
+    if kind == "missing":
+        return "required key missing"
+    message = error["msg"].removeprefix("Value error, ")
+    if kind in ("unknown_key",):
+        return message
+    if not isinstance(given, (dict, list)):
+        return f"{message} (got {given!r})"
+    return message
+
+
+def validate_document(model: type[BaseModel], document: Any, file: str) -> tuple[Any, list[SpecError]]:
+    try:
+        parsed = model.model_validate(document)
+    except ValidationError as invalid:
+        return None, [
+            SpecError(file, ".".join(map(str, _strip_tags(e["loc"], document))), describe_error(e))
+            for e in invalid.errors()
+        ]
+    problems = parsed.problems() if isinstance(parsed, Experiment) else []
+    return parsed, [SpecError(file, ".".join(map(str, path)), message) for path, message in problems]
+
+
+def read_yaml(file: Path) -> tuple[Any, list[SpecError]]:
+    name = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, [SpecError(name, "", "no such file")]
+    except (OSError, UnicodeDecodeError) as error:
+        return None, [SpecError(name, "", f"cannot read: {error}")]
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        return None, [SpecError(name, "", f"not valid YAML: {problem}{where}")]
+    if document is None:
+        return None, [SpecError(name, "", "the file is empty; expected an experiment (name, dataset, ...)")]
+    if not isinstance(document, dict):
+        return None, [
+            SpecError(name, "", f"expected a mapping of keys (name, dataset, ...), got a {type(document).__name__}")
+        ]
+    return document, []
+
+
+def expand_paths(paths: list[Path]) -> tuple[list[Path], list[SpecError]]:
+    """Experiment files named by ``paths``, following folders and suite files, without duplicates."""
+    files: list[Path] = []
+    errors: list[SpecError] = []
+    for path in paths:
+        if path.is_dir():
+            suite = path / SUITE_FILE
+            found = [suite] if suite.is_file() else sorted(path.glob("*.yaml"))
+            if not found:
+                errors.append(SpecError(str(path), "", "folder holds no *.yaml spec files"))
+            sub_files, sub_errors = expand_paths(found) if found else ([], [])
+            files += sub_files
+            errors += sub_errors
+            continue
+        document, read_errors = read_yaml(path)
+        if read_errors:
+            errors += read_errors
+        elif "suite" in document:
+            suite, suite_errors = validate_document(Suite, document, str(path))
+            errors += suite_errors
+            if suite:
+                listed = [path.parent / name for name in suite.experiments]
+                missing = [str(p) for p in listed if not p.is_file()]
+                for i, name in enumerate(suite.experiments):
+                    if str(path.parent / name) in missing:
+                        errors.append(SpecError(str(path), f"experiments.{i}", f"no such file '{name}'"))
+                files += [p for p in listed if str(p) not in missing]
+        else:
+            files.append(path)
+    unique = list(dict.fromkeys(p.resolve() for p in files))
+    return [Path(p).relative_to(Path.cwd()) if Path(p).is_relative_to(Path.cwd()) else p for p in unique], errors
+
+
+def load_experiments(paths: list[Path]) -> tuple[list[LoadedExperiment], list[SpecError]]:
+    files, errors = expand_paths(paths)
+    loaded: list[LoadedExperiment] = []
+    for file in files:
+        document, read_errors = read_yaml(file)
+        if read_errors:
+            errors += read_errors
+            continue
+        experiment, spec_errors = validate_document(Experiment, document, str(file))
+        errors += spec_errors
+        if experiment and not spec_errors:
+            loaded.append(LoadedExperiment(file, experiment))
+    first_file: dict[str, Path] = {}
+    for item in loaded:
+        name = item.experiment.name
+        if name in first_file:
+            errors.append(
+                SpecError(str(item.file), "name", f"experiment '{name}' is also defined in {first_file[name]}")
+            )
+        first_file.setdefault(name, item.file)
+    return loaded, errors

@@ -1,0 +1,134 @@
+"""Experiments -> jobs: one per variant and seed, identified by what changes the result, merged by id.
+
+Pure: no Ray, no TensorFlow. The job id hashes the model, data, training, seed and backend, not names,
+so ``l1``'s and ``l2``'s identical ``basic`` are one job, trained once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from jobs.spec import Dataset, Experiment, Layer, Resources, Training
+
+#: Bump when the training code changes what a job's result means; old results then no longer match.
+JOB_FORMAT = 1
+BACKEND = "tensorflow"
+
+
+@dataclass(frozen=True)
+class Use:
+    """Where a job's result is used: one (experiment, variant, seed)."""
+
+    experiment: str
+    variant: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    dataset: Dataset
+    layers: tuple[Layer, ...]
+    training: Training  # resolved: experiment defaults + variant overrides, epochs capped
+    seed: int
+    synthetic: bool
+    resources: Resources
+    requested_epochs: int  # before --max-epochs
+    uses: tuple[Use, ...] = field(default=())
+
+    @property
+    def label(self) -> str:
+        first = self.uses[0]
+        more = f" (+{len(self.uses) - 1})" if len(self.uses) > 1 else ""
+        return f"{first.experiment}/{first.variant}/s{self.seed}{more}"
+
+    @property
+    def epochs_capped(self) -> bool:
+        return self.training.epochs < self.requested_epochs
+
+    def identity(self) -> dict:
+        return job_identity(self.dataset, self.layers, self.training, self.seed, self.synthetic)
+
+    def describe(self) -> dict:
+        """Everything about the job as JSON: what it trains and where its result is used."""
+        return {
+            "id": self.id,
+            **self.identity(),
+            "requested_epochs": self.requested_epochs,
+            "resources": self.resources.model_dump(),
+            "uses": [use.__dict__ for use in self.uses],
+        }
+
+
+def job_identity(dataset: Dataset, layers: tuple[Layer, ...], training: Training, seed: int, synthetic: bool) -> dict:
+    return {
+        "format": JOB_FORMAT,
+        "backend": BACKEND,
+        "dataset": dataset.model_dump(mode="json"),
+        "data": "synthetic" if synthetic else "real",
+        "layers": [layer.model_dump(mode="json") for layer in layers],
+        "training": training.model_dump(mode="json"),
+        "seed": seed,
+    }
+
+
+def job_id(identity: dict) -> str:
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def seeds_of(experiment: Experiment, seeds: int | None) -> range:
+    return range(seeds if seeds is not None else experiment.seeds)
+
+
+def expand(
+    experiments: list[Experiment], seeds: int | None = None, synthetic: bool = False, max_epochs: int | None = None
+) -> list[Job]:
+    """Every (experiment, variant, seed) as a job, identical jobs merged into one with several uses."""
+    by_id: dict[str, Job] = {}
+    for experiment in experiments:
+        for variant in experiment.variants:
+            full = experiment.resolved_training(variant)
+            training = full.model_copy(update={"epochs": min(full.epochs, max_epochs or full.epochs)})
+            for seed in seeds_of(experiment, seeds):
+                identity = job_identity(experiment.dataset, variant.layers, training, seed, synthetic)
+                use = Use(experiment.name, variant.name, seed)
+                jid = job_id(identity)
+                if jid in by_id:
+                    known = by_id[jid]
+                    by_id[jid] = Job(
+                        **{
+                            **known.__dict__,
+                            "uses": (*known.uses, use),
+                            "resources": _larger(known.resources, experiment.resources),
+                        }
+                    )
+                    continue
+                by_id[jid] = Job(
+                    jid,
+                    experiment.dataset,
+                    variant.layers,
+                    training,
+                    seed,
+                    synthetic,
+                    experiment.resources,
+                    full.epochs,
+                    (use,),
+                )
+    return list(by_id.values())
+
+
+def _larger(a: Resources, b: Resources) -> Resources:
+    """The request that satisfies both experiments sharing a job."""
+    return Resources(
+        num_cpus=max(a.num_cpus, b.num_cpus),
+        num_gpus=max(a.num_gpus, b.num_gpus),
+        gpu_memory_mb=max(a.gpu_memory_mb or 0, b.gpu_memory_mb or 0) or None,
+    )
+
+
+def data_key(dataset: Dataset, synthetic: bool) -> str:
+    """Jobs with the same data key share one loaded copy of the dataset."""
+    return json.dumps([dataset.model_dump(mode="json"), synthetic], sort_keys=True)

@@ -1,0 +1,310 @@
+"""The experiment spec schema: what a YAML file under ``specs/`` may say, checked before anything runs.
+
+Pure: no TensorFlow, no Ray, no file access. ``Experiment.problems()`` holds the checks that need more
+than one field (output layer vs dataset and loss, claims naming real variants and metrics); the loader
+runs them after Pydantic's own validation so every error carries its own field path.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic_core import PydanticCustomError
+
+Activation = Literal[
+    "linear",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "tanh",
+    "elu",
+    "selu",
+    "gelu",
+    "swish",
+    "softplus",
+    "leaky_relu",
+]
+Loss = Literal["binary_crossentropy", "sparse_categorical_crossentropy"]
+Metric = Literal["accuracy", "binary_crossentropy", "sparse_categorical_crossentropy"]
+
+#: Metrics (and the loss) for which a lower value is better; every other metric is higher-is-better.
+LOWER_IS_BETTER = frozenset({"loss", "binary_crossentropy", "sparse_categorical_crossentropy"})
+
+
+def did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` when ``word`` is close to one of ``options``, else an empty string."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class Strict(BaseModel):
+    """Base of every spec model: unknown keys are errors, reported with the closest valid key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = [f.alias or name for name, f in cls.model_fields.items()]
+            unknown = [k for k in data if k not in known]
+            if unknown:
+                key = unknown[0]
+                raise PydanticCustomError(
+                    "unknown_key",
+                    "unknown key '{key}'{hint}; expected one of: {known}",
+                    {"key": str(key), "hint": did_you_mean(key, known), "known": ", ".join(known)},
+                )
+        return data
+
+
+# ---------------------------------------------------------------- layers
+
+
+class Regularizer(Strict):
+    """A kernel penalty: ``{l1: 0.001}``, ``{l2: 0.001}`` or both (Keras ``L1L2``)."""
+
+    l1: float = Field(0.0, ge=0)
+    l2: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Regularizer:
+        if self.l1 == 0 and self.l2 == 0:
+            raise ValueError("a kernel_regularizer needs l1 > 0, l2 > 0 or both")
+        return self
+
+
+class Dense(Strict):
+    kind: Literal["dense"]
+    units: PositiveInt
+    activation: Activation = Field("linear", description="Keras' default: no activation")
+    kernel_regularizer: Regularizer | None = None
+
+
+class Dropout(Strict):
+    kind: Literal["dropout"]
+    rate: float = Field(ge=0, lt=1, description="fraction of units dropped while training, in [0, 1)")
+
+
+class BatchNorm(Strict):
+    kind: Literal["batch_norm"]
+    momentum: float = Field(0.99, gt=0, lt=1)
+    epsilon: float = Field(0.001, gt=0)
+
+
+class ActivationLayer(Strict):
+    kind: Literal["activation"]
+    activation: Activation
+
+
+class Flatten(Strict):
+    kind: Literal["flatten"]
+
+
+Layer = Annotated[Dense | Dropout | BatchNorm | ActivationLayer | Flatten, Field(discriminator="kind")]
+LAYER_KINDS = ("dense", "dropout", "batch_norm", "activation", "flatten")
+
+# ---------------------------------------------------------------- data
+
+
+class Imdb(Strict):
+    """IMDB reviews as multi-hot vectors over the ``num_words`` most frequent words (the seed: 100)."""
+
+    name: Literal["imdb"]
+    num_words: int = Field(10000, ge=4, le=100_000, description="indices >= num_words become 2 (OOV)")
+
+
+class Mnist(Strict):
+    name: Literal["mnist"]
+
+
+class FashionMnist(Strict):
+    name: Literal["fashion_mnist"]
+
+
+Dataset = Annotated[Imdb | Mnist | FashionMnist, Field(discriminator="name")]
+DATASET_NAMES = ("imdb", "mnist", "fashion_mnist")
+
+
+def input_shape(dataset: Imdb | Mnist | FashionMnist) -> tuple[int, ...]:
+    return (dataset.num_words,) if isinstance(dataset, Imdb) else (28, 28)
+
+
+def expected_output(dataset: Imdb | Mnist | FashionMnist) -> tuple[int, str, str]:
+    """(units, activation, loss) the last layer and loss must have for ``dataset``."""
+    if isinstance(dataset, Imdb):
+        return 1, "sigmoid", "binary_crossentropy"
+    return 10, "softmax", "sparse_categorical_crossentropy"
+
+
+# ---------------------------------------------------------------- training
+
+
+class Optimizer(Strict):
+    name: Literal["adam", "sgd", "rmsprop", "adamw"] = "adam"
+    learning_rate: float | None = Field(None, gt=0, description="None: the optimizer's Keras default")
+
+
+class HeldOut(Strict):
+    """Validate on a held-out fraction of the training set instead of the test set."""
+
+    held_out: float = Field(gt=0, lt=1)
+
+
+class Training(Strict):
+    epochs: int = Field(ge=1, le=100_000)
+    batch_size: int = Field(ge=1, le=1_000_000)
+    optimizer: Optimizer = Optimizer()
+    loss: Loss
+    metrics: tuple[Metric, ...] = ("accuracy",)
+    validation: Literal["test"] | HeldOut = Field(
+        "test", description="'test': the test set every epoch, as the seed's validation_data does"
+    )
+
+
+class TrainingOverride(Strict):
+    """What one variant changes of its experiment's training settings."""
+
+    epochs: int | None = Field(None, ge=1, le=100_000)
+    batch_size: int | None = Field(None, ge=1, le=1_000_000)
+    optimizer: Optimizer | None = None
+
+
+# ---------------------------------------------------------------- experiment
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="lowercase, digits, _ and -")]
+
+
+class Variant(Strict):
+    name: Name
+    description: str = ""
+    layers: tuple[Layer, ...] = Field(min_length=1)
+    training: TrainingOverride = TrainingOverride()
+    seed_printed: dict[str, float] = Field(
+        default_factory=dict,
+        description="test metrics the seed document printed for this model, shown beside ours",
+    )
+
+
+class Resources(Strict):
+    num_cpus: float = Field(1, gt=0)
+    num_gpus: float = Field(0, ge=0, description="fractions share a GPU; see gpu_memory_mb")
+    gpu_memory_mb: int | None = Field(
+        None, ge=256, description="cap on TensorFlow's GPU memory, for fractional num_gpus"
+    )
+
+
+class Claim(Strict):
+    """One comparison the experiment makes, with exactly one of the four relations."""
+
+    variant: Name
+    metric: str = Field(description="'loss' or one of the training metrics")
+    lower_than: str | None = None
+    higher_than: str | None = None
+    at_least: float | None = None
+    at_most: float | None = None
+
+    @model_validator(mode="after")
+    def _one_relation(self) -> Claim:
+        given = [k for k in ("lower_than", "higher_than", "at_least", "at_most") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a claim needs exactly one of lower_than, higher_than (a variant) or at_least, at_most "
+                f"(a number); got {', '.join(given) or 'none'}"
+            )
+        return self
+
+    @property
+    def other(self) -> str | None:
+        return self.lower_than or self.higher_than
+
+    def sentence(self) -> str:
+        if self.other is not None:
+            word = "lower" if self.lower_than else "higher"
+            return f"`{self.variant}` has {word} test {self.metric} than `{self.other}`"
+        if self.at_least is not None:
+            return f"`{self.variant}` reaches test {self.metric} ≥ {self.at_least:g}"
+        return f"`{self.variant}` keeps test {self.metric} ≤ {self.at_most:g}"
+
+
+class Experiment(Strict):
+    name: Name
+    title: str
+    question: str
+    dataset: Dataset
+    training: Training
+    variants: tuple[Variant, ...] = Field(min_length=1)
+    seeds: int = Field(1, ge=1, le=1000, description="each variant is trained with seeds 0..seeds-1")
+    resources: Resources = Resources()
+    headline_metric: str = Field(description="'loss' or one of the training metrics")
+    claims: tuple[Claim, ...] = ()
+
+    def variant(self, name: str) -> Variant:
+        return next(v for v in self.variants if v.name == name)
+
+    def resolved_training(self, variant: Variant) -> Training:
+        changes = variant.training.model_dump(exclude_none=True)
+        return self.training.model_copy(update={k: getattr(variant.training, k) for k in changes})
+
+    def metric_names(self) -> tuple[str, ...]:
+        return ("loss", *self.training.metrics)
+
+    def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Cross-field errors as (field path, message); empty when the experiment is consistent."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        units, activation, loss = expected_output(self.dataset)
+        data = self.dataset.name
+        if self.training.loss != loss:
+            found.append((("training", "loss"), f"{data} needs loss '{loss}', got '{self.training.loss}'"))
+        names = [v.name for v in self.variants]
+        for i, variant in enumerate(self.variants):
+            if names.index(variant.name) != i:
+                found.append((("variants", i, "name"), f"duplicate variant name '{variant.name}'"))
+            last = variant.layers[-1]
+            if not (isinstance(last, Dense) and last.units == units and last.activation == activation):
+                got = f"dense({last.units}, {last.activation})" if isinstance(last, Dense) else last.kind
+                found.append(
+                    (
+                        ("variants", i, "layers", len(variant.layers) - 1),
+                        f"the output layer on {data} with {loss} must be dense({units}, {activation}); got {got}",
+                    )
+                )
+            for key in variant.seed_printed:
+                if key not in self.metric_names():
+                    found.append(
+                        (
+                            ("variants", i, "seed_printed", key),
+                            f"unknown metric '{key}'{did_you_mean(key, self.metric_names())}; "
+                            f"expected one of: {', '.join(self.metric_names())}",
+                        )
+                    )
+        if self.headline_metric not in self.metric_names():
+            found.append((("headline_metric",), self._unknown_metric(self.headline_metric)))
+        for i, claim in enumerate(self.claims):
+            for field in ("variant", "lower_than", "higher_than"):
+                name = getattr(claim, field)
+                if name is not None and name not in names:
+                    found.append(
+                        (
+                            ("claims", i, field),
+                            f"no variant named '{name}'{did_you_mean(name, names)}; variants: {', '.join(names)}",
+                        )
+                    )
+            if claim.other == claim.variant:
+                found.append((("claims", i), "a claim compares a variant with itself"))
+            if claim.metric not in self.metric_names():
+                found.append((("claims", i, "metric"), self._unknown_metric(claim.metric)))
+        return found
+
+    def _unknown_metric(self, name: str) -> str:
+        options = self.metric_names()
+        return f"unknown metric '{name}'{did_you_mean(name, options)}; expected one of: {', '.join(options)}"
+
+
+class Suite(Strict):
+    """A suite file: the experiment files to run together, in order, relative to the suite file."""
+
+    suite: Name
+    experiments: tuple[str, ...] = Field(min_length=1)

@@ -1,0 +1,186 @@
+"""The results store: one folder per job, every write atomic, local or remote through fsspec.
+
+Layout under the root (a folder, or a URI such as ``s3://bucket/prefix``)::
+
+    experiments/<experiment>.json   the experiment as planned: spec, run options, (variant, seed) -> job id
+    jobs/<job id>/job.json          what the job trains (model, data, training, seed) and where it is used
+    jobs/<job id>/status.json       {"state": "running" | "done" | "failed", "attempt", "error", ...}
+    jobs/<job id>/history.json      every finished epoch's metrics, {"loss": [...], "val_loss": [...], ...}
+    jobs/<job id>/result.json       test metrics, parameters, timings, environment, data source
+    jobs/<job id>/log.txt           the job's log: progress, and the traceback if it failed
+    jobs/<job id>/checkpoint/       Keras BackupAndRestore state while the job trains
+
+A job is finished when its status says ``done`` and its result exists; nothing else counts. JSON only:
+nothing read from the store is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import fsspec
+
+JOB_ID = re.compile(r"^[0-9a-f]{16}$")
+EXPERIMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class StoreCorrupt(Exception):
+    """A store file that exists but cannot be read as JSON."""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    """A results store rooted at a local folder or an fsspec URI; callers never build paths themselves."""
+
+    def __init__(self, root: str):
+        self.uri = str(root)
+        self.fs, self.root = fsspec.core.url_to_fs(self.uri)
+        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def uri_of(self, *parts: str) -> str:
+        return self.path(*parts) if self.local else self.fs.unstrip_protocol(self.path(*parts))
+
+    # -- atomic JSON --------------------------------------------------------------------------------
+
+    def write_json(self, path: str, value: Any) -> None:
+        """Write ``value`` so that readers see the old file or the new one, never half of one."""
+        data = json.dumps(value, indent=1, sort_keys=True, allow_nan=True).encode()
+        self.write_bytes(path, data)
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        parent = path.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, exist_ok=True)
+        if not self.local:  # an object store's PUT is atomic already; it has no cheap rename
+            self.fs.pipe_file(path, data)
+            return
+        temporary = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        self.fs.pipe_file(temporary, data)
+        self.fs.mv(temporary, path)
+
+    def read_json(self, path: str) -> Any | None:
+        """The JSON at ``path``; None when it does not exist; :class:`StoreCorrupt` when unreadable."""
+        try:
+            with self.fs.open(path, "rb") as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            return None
+        except (ValueError, UnicodeDecodeError) as error:
+            raise StoreCorrupt(
+                f"{self.uri_of(path.removeprefix(self.root).lstrip('/'))}: not valid JSON ({error})"
+            ) from None
+
+    # -- jobs and experiments -----------------------------------------------------------------------
+
+    def job(self, job_id: str) -> JobRecord:
+        if not JOB_ID.match(job_id):
+            raise ValueError(f"invalid job id {job_id!r}: expected 16 lowercase hex digits")
+        return JobRecord(self, job_id)
+
+    def job_ids(self) -> list[str]:
+        try:
+            names = [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.path("jobs"), detail=False)]
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if JOB_ID.match(n))
+
+    def experiment_path(self, name: str) -> str:
+        if not EXPERIMENT_NAME.match(name):
+            raise ValueError(f"invalid experiment name {name!r}")
+        return self.path("experiments", f"{name}.json")
+
+    def write_experiment(self, name: str, manifest: dict) -> None:
+        self.write_json(self.experiment_path(name), manifest)
+
+    def read_experiment(self, name: str) -> dict | None:
+        return self.read_json(self.experiment_path(name))
+
+    def experiment_names(self) -> list[str]:
+        try:
+            files = self.fs.ls(self.path("experiments"), detail=False)
+        except FileNotFoundError:
+            return []
+        names = [f.rstrip("/").rsplit("/", 1)[-1].removesuffix(".json") for f in files if f.endswith(".json")]
+        return sorted(n for n in names if EXPERIMENT_NAME.match(n))
+
+
+class JobRecord:
+    """Every path of one job, and the state transitions running -> done | failed."""
+
+    FILES = ("job.json", "status.json", "history.json", "result.json", "log.txt")
+
+    def __init__(self, store: Store, job_id: str):
+        self.store = store
+        self.id = job_id
+        self.dir = store.path("jobs", job_id)
+
+    def file(self, name: str) -> str:
+        return f"{self.dir}/{name}"
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return self.file("checkpoint")
+
+    @property
+    def log_uri(self) -> str:
+        return self.store.uri_of("jobs", self.id, "log.txt")
+
+    def status(self) -> dict | None:
+        try:
+            return self.store.read_json(self.file("status.json"))
+        except StoreCorrupt:
+            return {"state": "corrupt"}
+
+    def result(self) -> dict | None:
+        return self.store.read_json(self.file("result.json"))
+
+    def history(self) -> dict | None:
+        return self.store.read_json(self.file("history.json"))
+
+    def spec(self) -> dict | None:
+        return self.store.read_json(self.file("job.json"))
+
+    def is_done(self) -> bool:
+        """Finished with a readable result; a corrupt or half-written entry is not finished."""
+        status = self.status()
+        if not status or status.get("state") != "done":
+            return False
+        try:
+            return self.result() is not None
+        except StoreCorrupt:
+            return False
+
+    def attempts(self) -> int:
+        return int((self.status() or {}).get("attempt", 0))
+
+    def start(self, description: dict) -> int:
+        """Record the job and mark it running; returns this attempt's number (1 for the first)."""
+        attempt = self.attempts() + 1
+        self.store.write_json(self.file("job.json"), description)
+        self.store.write_json(self.file("status.json"), {"state": "running", "attempt": attempt, "updated": now()})
+        return attempt
+
+    def finish(self, history: dict, result: dict, log: str) -> None:
+        """Store a finished job; the status flips to done last, so a crash leaves it unfinished."""
+        self.store.write_json(self.file("history.json"), history)
+        self.store.write_json(self.file("result.json"), result)
+        self.store.write_bytes(self.file("log.txt"), log.encode())
+        self.store.write_json(self.file("status.json"), {"state": "done", "attempt": self.attempts(), "updated": now()})
+
+    def fail(self, error: str, traceback: str, log: str, history: dict | None = None) -> None:
+        if history:
+            self.store.write_json(self.file("history.json"), history)
+        self.store.write_bytes(self.file("log.txt"), (log + "\n" + traceback).encode())
+        self.store.write_json(
+            self.file("status.json"),
+            {"state": "failed", "attempt": self.attempts(), "updated": now(), "error": error, "traceback": traceback},
+        )
