@@ -162,6 +162,14 @@ class JobRecord:
     def attempts(self) -> int:
         return int((self.status() or {}).get("attempt", 0))
 
+    def reset(self) -> None:
+        """Forget every earlier attempt (``--force``): status, history, result and checkpoint."""
+        for name in ("status.json", "history.json", "result.json"):
+            if self.store.fs.exists(self.file(name)):
+                self.store.fs.rm(self.file(name))
+        if self.store.fs.exists(self.checkpoint_dir):
+            self.store.fs.rm(self.checkpoint_dir, recursive=True)
+
     def start(self, description: dict) -> int:
         """Record the job and mark it running; returns this attempt's number (1 for the first)."""
         attempt = self.attempts() + 1

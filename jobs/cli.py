@@ -1,0 +1,264 @@
+"""The ``regimen`` command: a thin layer of argument parsing over the modules that do the work.
+
+Exit codes: 0 success; 1 some job failed; 2 bad input (specs, arguments, data, resources) — reported as
+one line per problem, never a traceback; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from jobs.data import default_data_dir
+from jobs.loading import LoadedExperiment, load_experiments
+
+DEFAULT_SPECS = [Path("specs")]
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="regimen", description="Run Keras experiments from YAML specs on Ray.")
+    commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def specs_argument(sub):
+        sub.add_argument("specs", nargs="*", type=Path, help="spec files, suite files or folders (default: specs/)")
+
+    def plan_arguments(sub):
+        sub.add_argument("--seeds", type=positive_int, help="train each variant with seeds 0..N-1")
+        sub.add_argument("--synthetic", action="store_true", help="generated data with the real shapes")
+        sub.add_argument("--max-epochs", type=positive_int, help="cap every job's epochs (smoke runs)")
+
+    specs_argument(commands.add_parser("validate", help="check specs and build every model; train nothing"))
+    plan = commands.add_parser("plan", help="list the jobs a run would start")
+    specs_argument(plan)
+    plan_arguments(plan)
+    plan.add_argument("--results", default="results", help="store to compare with (default: ./results)")
+    commands.add_parser("schema", help="print the JSON Schema of a spec file")
+    data = commands.add_parser("data", help="show where each dataset is found and how to stage it")
+    data.add_argument("--data-dir", type=Path, default=None, help="folder with canonical dataset files")
+
+    run = commands.add_parser("run", help="train every job not already stored, on Ray")
+    specs_argument(run)
+    plan_arguments(run)
+    run.add_argument("--results", default="results", help="results folder or fsspec URI (default: ./results)")
+    run.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    run.add_argument("--data-dir", type=Path, default=None, help="folder with canonical dataset files")
+    run.add_argument("--force", action="store_true", help="retrain jobs that already have a result")
+    run.add_argument("--require-gpu", action="store_true", help="refuse GPU jobs on a machine with no GPU")
+    run.add_argument("--in-process", action="store_true", help="run jobs one by one in this process, without Ray")
+    run.add_argument("--no-report", action="store_true", help="do not render the report after the run")
+
+    report = commands.add_parser("report", help="render the report from stored results (no training)")
+    report.add_argument("--results", default="results", help="results folder or fsspec URI (default: ./results)")
+    report.add_argument("--out", type=Path, default=None, help="report folder (default: RESULTS/report)")
+    return main
+
+
+def load_or_exit(paths: list[Path], console: Console) -> list[LoadedExperiment]:
+    loaded, errors = load_experiments(paths or DEFAULT_SPECS)
+    if errors:
+        for error in errors:
+            console.print(str(error), markup=False, soft_wrap=True)
+        console.print(f"{len(errors)} error(s); nothing was run", style="red")
+        raise SystemExit(2)
+    return loaded
+
+
+def cmd_validate(args, console: Console) -> int:
+    loaded = load_or_exit(args.specs, console)
+    from jobs.models import build_model
+    from jobs.plan import expand
+
+    for item in loaded:
+        experiment = item.experiment
+        params = ", ".join(
+            f"{v.name} {build_model(experiment.dataset, v.layers, experiment.resolved_training(v)).count_params():,}"
+            for v in experiment.variants
+        )
+        jobs = len(expand([experiment]))
+        console.print(
+            f"ok  {experiment.name:<12} {len(experiment.variants)} variants, {jobs} jobs, params: {params}"
+            f"  ({item.file})",
+            markup=False,
+        )
+    console.print(f"{len(loaded)} experiments valid", markup=False)
+    return 0
+
+
+def cmd_plan(args, console: Console) -> int:
+    from rich.table import Table
+
+    from jobs.plan import expand
+    from jobs.store import Store, StoreCorrupt
+
+    loaded = load_or_exit(args.specs, console)
+    jobs = expand([e.experiment for e in loaded], args.seeds, args.synthetic, args.max_epochs)
+    store = Store(args.results)
+    table = Table(box=None, pad_edge=False)
+    for column in ("experiment", "variant", "seed", "params", "epochs", "batch", "cpus", "gpus", "job id", "stored"):
+        table.add_column(column)
+    for job in jobs:
+        try:
+            stored = "done" if store.job(job.id).is_done() else (store.job(job.id).status() or {}).get("state", "-")
+        except StoreCorrupt:
+            stored = "corrupt"
+        epochs = f"{job.training.epochs}" + (f" (of {job.requested_epochs})" if job.epochs_capped else "")
+        table.add_row(
+            ", ".join(f"{u.experiment}" for u in job.uses),
+            ", ".join(sorted({u.variant for u in job.uses})),
+            str(job.seed),
+            f"{_param_count(job):,}",
+            epochs,
+            str(job.training.batch_size),
+            f"{job.resources.num_cpus:g}",
+            f"{job.resources.num_gpus:g}",
+            job.id,
+            stored,
+        )
+    console.print(table)
+    uses = sum(len(job.uses) for job in jobs)
+    console.print(f"{len(jobs)} distinct jobs for {uses} (experiment, variant, seed) uses", markup=False)
+    return 0
+
+
+def _param_count(job) -> int:
+    from jobs.models import build_model
+
+    return build_model(job.dataset, job.layers, job.training).count_params()
+
+
+def cmd_schema(args, console: Console) -> int:
+    from jobs.spec import Experiment
+
+    print(json.dumps(Experiment.model_json_schema(), indent=2))
+    return 0
+
+
+def cmd_data(args, console: Console) -> int:
+    from jobs.data import canonical_files, find_local
+    from jobs.spec import DATASET_NAMES
+
+    data_dir = args.data_dir or default_data_dir()
+    missing = 0
+    for name in DATASET_NAMES:
+        files, searched = find_local(name, data_dir)
+        if files:
+            console.print(f"found    {name:<14} {files[0].parent if len(files) > 1 else files[0]}", markup=False)
+        else:
+            missing += 1
+            console.print(f"missing  {name:<14} searched: {'; '.join(searched)}", markup=False)
+    if missing:
+        console.print(
+            "\nMissing datasets are downloaded by Keras on first use when this machine has internet. Without it,\n"
+            "put the canonical files in one folder and pass --data-dir DIR (or set REGIMEN_DATA_DIR):\n"
+            + "\n".join(f"  DIR/{f}" for name in DATASET_NAMES for f in canonical_files(name))
+            + "\nThe files are those Keras downloads (https://storage.googleapis.com/tensorflow/tf-keras-datasets/)."
+            "\nFor a run without any data: `make demo` (SYNTHETIC data).",
+            markup=False,
+        )
+    return 0
+
+
+def cmd_run(args, console: Console) -> int:
+    from jobs.run import RunOptions, RunRefused, execute
+
+    loaded = load_or_exit(args.specs, console)
+    options = RunOptions(
+        results=args.results,
+        address=args.address,
+        synthetic=args.synthetic,
+        max_epochs=args.max_epochs,
+        seeds=args.seeds,
+        data_dir=args.data_dir or default_data_dir(),
+        force=args.force,
+        require_gpu=args.require_gpu,
+        executor="local" if args.in_process else "ray",
+    )
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        console.print(f"--data-dir: no such folder '{args.data_dir}'", markup=False)
+        return 2
+    try:
+        summary = execute(loaded, options, console)
+    except RunRefused as refused:
+        for line in refused.lines:
+            console.print(line, markup=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print(
+            f"\ninterrupted: finished jobs are stored in {options.results}; run the same command again to resume "
+            "(finished jobs are skipped, unfinished ones resume from their last epoch)",
+            markup=False,
+        )
+        return 130
+    console.print(
+        f"{summary.planned} jobs: {len(summary.finished)} trained, {summary.skipped} already stored, "
+        f"{len(summary.failed)} failed; results in {options.results}",
+        markup=False,
+    )
+    if not args.no_report:
+        _render_report(options.results, None, console)
+    if summary.failed:
+        from jobs.store import Store
+
+        store = Store(options.results)
+        for job, reason in summary.failed:
+            console.print(f"failed: {job.label} [{job.id}]: {reason} (log: {store.job(job.id).log_uri})", markup=False)
+        return 1
+    return 0
+
+
+def _render_report(results: str, out: Path | None, console: Console) -> int:
+    try:
+        from jobs.report import write_report
+    except ImportError:
+        return 0
+    from jobs.store import Store
+
+    store = Store(results)
+    folder = out or (Path(store.root) / "report" if store.local else Path("report"))
+    paths = write_report(store, folder)
+    console.print(f"report: {paths.get('index.html', folder)}", markup=False)
+    return 0
+
+
+def cmd_report(args, console: Console) -> int:
+    return _render_report(args.results, args.out, console)
+
+
+COMMANDS = {
+    "validate": cmd_validate,
+    "plan": cmd_plan,
+    "schema": cmd_schema,
+    "data": cmd_data,
+    "run": cmd_run,
+    "report": cmd_report,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = parser().parse_args(argv)
+    # Logs and pipes get whole lines: rich would wrap them at 80 columns
+    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty(), width=None if sys.stdout.isatty() else 200)
+    try:
+        return COMMANDS[args.command](args, console)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Executors: one interface, two ways to run jobs — Ray tasks, or in this process (tests, debugging).
+
+``run`` yields an :class:`Outcome` per job in completion order and calls ``on_progress`` with every
+started job's latest epoch as the jobs report them. Datasets are handed over once (``ray.put`` once per dataset),
+and every job receives a reference, never its own copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from jobs.data import Arrays
+from jobs.plan import Job, data_key
+from jobs.worker import JobFailed, train
+
+#: Ray retries a task this many times after a system failure (node died, worker killed, preemption).
+#: Exceptions raised by the job itself are results, never retried.
+SYSTEM_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job: Job
+    output: dict | None = None  # {"history", "result", "log"} when the job finished
+    failure: JobFailed | None = None
+
+
+class ProgressBoard:
+    """The latest epoch of every running job, as reported by the jobs themselves."""
+
+    def __init__(self):
+        self.jobs: dict[str, dict] = {}
+
+    def update(self, job_id: str, epoch: int, epochs: int, logs: dict) -> None:
+        self.jobs[job_id] = {"epoch": epoch, "epochs": epochs, "logs": logs, "time": time.time()}
+
+    def snapshot(self) -> dict[str, dict]:
+        return dict(self.jobs)
+
+
+#: Receives job id -> {"epoch", "epochs", "logs"} for every job that has started.
+OnProgress = Callable[[dict[str, dict]], None]
+
+
+class Executor(ABC):
+    @abstractmethod
+    def run(
+        self, jobs: list[Job], datasets: dict[str, Arrays], store_uri: str, on_progress: OnProgress | None = None
+    ) -> Iterator[Outcome]:
+        """Run every job; yield each outcome as soon as it is known."""
+
+    @abstractmethod
+    def cancel(self) -> None:
+        """Stop jobs still running or pending (Ctrl-C)."""
+
+
+class InProcessExecutor(Executor):
+    """Runs jobs one after another in this process: the same contract as Ray, nothing distributed."""
+
+    def __init__(self):
+        self.board = ProgressBoard()
+
+    def run(self, jobs, datasets, store_uri, on_progress=None):
+        def report(*args):
+            self.board.update(*args)
+            if on_progress is not None:
+                on_progress(self.board.snapshot())
+
+        for job in jobs:
+            report(job.id, 0, job.training.epochs, {})
+            try:
+                yield Outcome(job, output=train(job, datasets[data_key(job.dataset, job.synthetic)], store_uri, report))
+            except JobFailed as failure:
+                yield Outcome(job, failure=failure)
+
+    def cancel(self):
+        """Nothing to do: jobs run in this thread, so the interrupt itself stopped the current one."""
+
+
+def _train_task(job: Job, data: Arrays, store_uri: str, board) -> dict:
+    """The Ray task body: tell the board the job started, then train."""
+    board.update.remote(job.id, 0, job.training.epochs, {})
+    return train(job, data, store_uri, lambda *args: board.update.remote(*args))
+
+
+class RayExecutor(Executor):
+    """One Ray task per job with the job's CPU/GPU request; results gathered with ``ray.wait``."""
+
+    def __init__(self, poll_seconds: float = 0.5):
+        import ray
+
+        self.ray = ray
+        self.poll_seconds = poll_seconds
+        self.board = ray.remote(num_cpus=0)(ProgressBoard).remote()
+        self.task = ray.remote(_train_task)
+        self.pending: dict = {}
+
+    def run(self, jobs, datasets, store_uri, on_progress=None):
+        ray = self.ray
+        refs = {key: ray.put(arrays) for key, arrays in datasets.items()}  # once per dataset, not per job
+        for job in jobs:
+            resources = job.resources
+            ref = self.task.options(
+                num_cpus=resources.num_cpus,
+                num_gpus=resources.num_gpus,
+                max_retries=SYSTEM_RETRIES,
+                retry_exceptions=False,
+                name=f"regimen:{job.label}",
+            ).remote(job, refs[data_key(job.dataset, job.synthetic)], store_uri, self.board)
+            self.pending[ref] = job
+        while self.pending:
+            done, _ = ray.wait(list(self.pending), num_returns=1, timeout=self.poll_seconds)
+            if on_progress is not None:
+                self._report_progress(on_progress)
+            for ref in done:
+                job = self.pending.pop(ref)
+                yield self._outcome(job, ref)
+
+    def _outcome(self, job: Job, ref) -> Outcome:
+        try:
+            return Outcome(job, output=self.ray.get(ref))
+        except self.ray.exceptions.RayTaskError as error:
+            cause = error.cause if isinstance(error.cause, JobFailed) else None
+            if cause is not None:
+                return Outcome(job, failure=cause)
+            return Outcome(job, failure=JobFailed(_one_line(error), str(error), ""))
+        except self.ray.exceptions.RayError as error:  # worker or node lost beyond the retries, OOM, cancelled
+            return Outcome(job, failure=JobFailed(_one_line(error), str(error), ""))
+
+    def _report_progress(self, on_progress: OnProgress) -> None:
+        with contextlib.suppress(self.ray.exceptions.RayError):  # best effort; results never depend on it
+            on_progress(self.ray.get(self.board.snapshot.remote(), timeout=5))
+
+    def cancel(self):
+        for ref in list(self.pending):
+            self.ray.cancel(ref, force=True)
+
+
+def _one_line(error: Exception) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1] if lines else ''}"[:300]

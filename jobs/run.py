@@ -1,0 +1,184 @@
+"""``regimen run``: specs -> jobs -> (skip finished) -> data preflight -> Ray -> store, as results arrive.
+
+Every step that can refuse (specs, data, resources) does so before anything trains. Each outcome is
+persisted the moment it arrives, so an interrupted run loses nothing that finished.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from jobs.data import Arrays, DataCorrupt, DataUnavailable, load
+from jobs.executors import Executor, InProcessExecutor, Outcome, RayExecutor
+from jobs.loading import LoadedExperiment
+from jobs.plan import Job, data_key, expand
+from jobs.progress import Progress
+from jobs.resources import check
+from jobs.store import Store, StoreCorrupt, now
+
+
+class RunRefused(Exception):
+    """The run cannot start; ``lines`` say why, one problem each. Nothing was trained."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    results: str = "results"
+    address: str | None = None
+    synthetic: bool = False
+    max_epochs: int | None = None
+    seeds: int | None = None
+    data_dir: Path | None = None
+    force: bool = False
+    require_gpu: bool = False
+    executor: str = "ray"  # or "local": in this process, no Ray
+
+
+@dataclass
+class RunSummary:
+    planned: int
+    skipped: int
+    finished: list[Job] = field(default_factory=list)
+    failed: list[tuple[Job, str]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+
+def manifest(loaded: LoadedExperiment, jobs: list[Job], options: RunOptions) -> dict:
+    """What the report needs to know of an experiment: its spec, the run's options, its jobs."""
+    name = loaded.experiment.name
+    return {
+        "experiment": loaded.experiment.model_dump(mode="json"),
+        "spec_file": str(loaded.file),
+        "planned": now(),
+        "run": {
+            "synthetic": options.synthetic,
+            "max_epochs": options.max_epochs,
+            "seeds": options.seeds or loaded.experiment.seeds,
+        },
+        "jobs": [
+            {"variant": use.variant, "seed": use.seed, "job_id": job.id}
+            for job in jobs
+            for use in job.uses
+            if use.experiment == name
+        ],
+    }
+
+
+def pending_jobs(jobs: list[Job], store: Store, force: bool) -> tuple[list[Job], list[Job]]:
+    """(to run, already finished). A finished job is never retrained unless forced."""
+    if force:
+        return jobs, []
+    finished = [job for job in jobs if store.job(job.id).is_done()]
+    done_ids = {job.id for job in finished}
+    return [job for job in jobs if job.id not in done_ids], finished
+
+
+def load_datasets(jobs: list[Job], data_dir: Path | None) -> dict[str, Arrays]:
+    """Every dataset the jobs need, loaded and preprocessed once; refuses with one line per missing one."""
+    datasets: dict[str, Arrays] = {}
+    problems: list[str] = []
+    for job in jobs:
+        key = data_key(job.dataset, job.synthetic)
+        if key in datasets:
+            continue
+        try:
+            datasets[key] = load(job.dataset, data_dir, job.synthetic)
+        except (DataUnavailable, DataCorrupt) as error:
+            datasets[key] = None  # looked at once, reported once
+            problems.append(str(error))
+    if problems:
+        raise RunRefused([*problems, "nothing was trained"])
+    return datasets
+
+
+def connect_ray(address: str | None) -> bool:
+    """Connect to ``address`` / ``$RAY_ADDRESS``, or start a private single-node Ray; True when local."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    quiet = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}}
+    if address:
+        ray.init(address=address, log_to_driver=False, runtime_env=quiet)
+        return False
+    # address="local": our own instance even when another cluster runs on this machine; the dashboard,
+    # the only HTTP endpoint, is not started at all.
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, runtime_env=quiet)
+    return True
+
+
+def alive_nodes() -> list[dict[str, float]]:
+    import ray
+
+    return [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+
+
+def persist(store: Store, outcome: Outcome) -> None:
+    record = store.job(outcome.job.id)
+    if outcome.failure is None:
+        output = outcome.output
+        record.finish(output["history"], output["result"], output["log"])
+    else:
+        failure = outcome.failure
+        record.fail(failure.reason, failure.details, failure.log, failure.history)
+
+
+def execute(
+    experiments: list[LoadedExperiment],
+    options: RunOptions,
+    console: Console,
+    executor: Executor | None = None,
+) -> RunSummary:
+    """Plan, check, dispatch and persist; raises :class:`RunRefused` before training when it cannot start."""
+    store = Store(options.results)
+    jobs = expand([e.experiment for e in experiments], options.seeds, options.synthetic, options.max_epochs)
+    try:
+        to_run, finished = pending_jobs(jobs, store, options.force)
+    except StoreCorrupt as error:
+        raise RunRefused([str(error)]) from None
+    summary = RunSummary(planned=len(jobs), skipped=len(finished))
+    for loaded in experiments:
+        store.write_experiment(loaded.experiment.name, manifest(loaded, jobs, options))
+    if not to_run:
+        return summary
+    datasets = load_datasets(to_run, options.data_dir)
+    if executor is None:
+        local = options.address is None and not os.environ.get("RAY_ADDRESS")
+        if options.executor == "ray":
+            local = connect_ray(options.address)
+            nodes = alive_nodes()
+        else:
+            nodes = [{"CPU": float(os.cpu_count() or 1), "GPU": 0.0}]
+        feasibility = check(to_run, nodes, local, options.require_gpu)
+        if feasibility.errors:
+            raise RunRefused([*feasibility.errors, "nothing was trained"])
+        summary.notices += feasibility.notices
+        to_run = feasibility.jobs
+        executor = RayExecutor() if options.executor == "ray" else InProcessExecutor()
+    for notice in summary.notices:
+        console.print(f"notice: {notice}")
+    for job in to_run:
+        record = store.job(job.id)
+        if options.force:
+            record.reset()
+        record.start(job.describe())
+    with Progress(to_run, summary.skipped, console) as progress:
+        try:
+            for outcome in executor.run(to_run, datasets, store.uri, progress.refresh):
+                persist(store, outcome)
+                progress.finished(outcome)
+                if outcome.failure is None:
+                    summary.finished.append(outcome.job)
+                else:
+                    summary.failed.append((outcome.job, outcome.failure.reason))
+        except KeyboardInterrupt:
+            executor.cancel()
+            raise
+    return summary

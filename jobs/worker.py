@@ -1,0 +1,219 @@
+"""The training task: one job, in whatever process runs it (a Ray worker, or the driver in tests).
+
+It configures TensorFlow for the resources the job was given, seeds everything, builds and fits the
+model, evaluates it on the test set and returns a small result by value. Keras' ``BackupAndRestore``
+keeps a checkpoint in the job's store folder after every epoch, and the history so far is stored with it,
+so a retried or rerun job resumes after its last finished epoch with no epoch missing or repeated.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from jobs.data import Arrays
+from jobs.plan import Job
+from jobs.store import JobRecord, Store, now
+
+#: report(job_id, epoch, epochs, logs) — how a running job tells the driver about each finished epoch.
+ProgressReport = Callable[[str, int, int, dict], Any]
+
+
+class JobFailed(Exception):
+    """A job that raised; carries the one-line reason, the traceback text and what it logged.
+
+    Picklable (plain strings), so it crosses Ray's process boundary intact.
+    """
+
+    def __init__(self, reason: str, details: str, log: str, history: dict | None = None):
+        super().__init__(reason)
+        self.reason, self.details, self.log, self.history = reason, details, log, history
+
+    def __reduce__(self):
+        return (JobFailed, (self.reason, self.details, self.log, self.history))
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite: a result of the job, not a failure to retry."""
+
+
+def configure_tensorflow(num_cpus: float, num_gpus: float, gpu_memory_mb: int | None) -> dict:
+    """Threads from the task's CPUs; GPU visibility, memory cap or growth. Must run before TF computes."""
+    import tensorflow as tf
+
+    threads = max(1, math.floor(num_cpus))
+    settings = {"intra_op_threads": threads, "inter_op_threads": threads}
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TF already initialised in this process (in-process executor): keep its threads
+        settings = {
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        }
+    gpus = tf.config.list_physical_devices("GPU")
+    if num_gpus == 0:
+        if gpus:
+            tf.config.set_visible_devices([], "GPU")
+        return {**settings, "device": "CPU"}
+    if not gpus:
+        raise RuntimeError(
+            f"this job was given num_gpus={num_gpus:g} but TensorFlow sees no GPU "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); is tensorflow[and-cuda] installed?"
+        )
+    try:
+        for gpu in gpus:
+            if num_gpus < 1 and gpu_memory_mb:
+                tf.config.set_logical_device_configuration(
+                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=gpu_memory_mb)]
+                )
+            else:
+                tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:
+        pass  # already initialised by an earlier job in this process
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return {**settings, "device": f"GPU: {details.get('device_name', gpus[0].name)}", "gpu_memory_mb": gpu_memory_mb}
+
+
+def environment(num_cpus: float, num_gpus: float) -> dict:
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    try:
+        import ray
+
+        ray_version = ray.__version__
+    except ImportError:  # pragma: no cover - ray is a dependency
+        ray_version = None
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+        "ray": ray_version,
+        "num_cpus": num_cpus,
+        "num_gpus": num_gpus,
+    }
+
+
+def _checkpoint_dir(record: JobRecord) -> str:
+    """A path BackupAndRestore can write: local folders, or URIs TensorFlow's file system knows (gs://)."""
+    return record.checkpoint_dir if record.store.local else record.store.uri_of("jobs", record.id, "checkpoint")
+
+
+def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: list[str]):
+    import keras
+
+    class StoreHistory(keras.callbacks.Callback):
+        """Keeps the history of every finished epoch in the store, trimmed to what the checkpoint restored."""
+
+        history: dict | None = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.history is None:  # first epoch of this attempt: BackupAndRestore has restored by now
+                stored = (record.history() or {}) if epoch else {}
+                self.history = {key: values[:epoch] for key, values in stored.items()}
+                if epoch:
+                    log.append(f"{now()} resumed after epoch {epoch} from the checkpoint")
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            for key, value in logs.items():
+                self.history.setdefault(key, []).append(value)
+            record.store.write_json(record.file("history.json"), self.history)
+            shown = " ".join(f"{k}={v:.4g}" for k, v in logs.items())
+            log.append(f"{now()} epoch {epoch + 1}/{job.training.epochs} {shown}")
+            if not all(math.isfinite(v) for k, v in logs.items() if k.endswith("loss")):
+                self.model.stop_training = True
+                raise Diverged(f"diverged at epoch {epoch + 1}: loss is {logs.get('loss')}")
+            if report is not None:
+                report(job.id, epoch + 1, job.training.epochs, logs)
+
+    store_history = StoreHistory()
+    backup = keras.callbacks.BackupAndRestore(_checkpoint_dir(record))
+    return store_history, [store_history, backup]  # history first: a diverged epoch is never backed up
+
+
+def train(job: Job, data: Arrays, store_uri: str, report: ProgressReport | None = None) -> dict:
+    """Train ``job`` on ``data``; returns ``{"history", "result", "log"}`` or raises :class:`JobFailed`."""
+    log: list[str] = [f"{now()} job {job.id} ({job.label}) on {socket.gethostname()}"]
+    record = Store(store_uri).job(job.id)
+    store_history = None
+    try:
+        started, clock = now(), time.perf_counter()
+        resources = job.resources
+        device = configure_tensorflow(resources.num_cpus, resources.num_gpus, resources.gpu_memory_mb)
+        import keras
+
+        from jobs.models import build_model
+
+        keras.utils.set_random_seed(job.seed)
+        model = build_model(job.dataset, job.layers, job.training, name=job.id)
+        store_history, callbacks = _callbacks(job, record, report, log)
+        x_train, y_train, x_val, y_val = _splits(job, data)
+        fit_clock = time.perf_counter()
+        model.fit(
+            x_train,
+            y_train,
+            epochs=job.training.epochs,
+            batch_size=job.training.batch_size,
+            validation_data=(x_val, y_val),
+            callbacks=callbacks,
+            verbose=0,
+        )
+        fit_s = time.perf_counter() - fit_clock
+        evaluate_clock = time.perf_counter()
+        test = model.evaluate(
+            data.x_test, data.y_test, batch_size=max(job.training.batch_size, 1000), verbose=0, return_dict=True
+        )
+        evaluate_s = time.perf_counter() - evaluate_clock
+        # None only when the checkpoint restored a finished fit: every epoch is already in the store
+        history = store_history.history if store_history.history is not None else record.history() or {}
+        epochs_run = len(history.get("loss", []))
+        log.append(f"{now()} test " + " ".join(f"{k}={v:.4g}" for k, v in test.items()))
+        result = {
+            "job_id": job.id,
+            "test": {k: float(v) for k, v in test.items()},
+            "params": int(model.count_params()),
+            "epochs_run": epochs_run,
+            "epochs": job.training.epochs,
+            "requested_epochs": job.requested_epochs,
+            "epochs_capped": job.epochs_capped,
+            "batch_size": job.training.batch_size,
+            "data": data.describe(),
+            "timings": {
+                "started": started,
+                "finished": now(),
+                "fit_s": round(fit_s, 3),
+                "evaluate_s": round(evaluate_s, 3),
+                "total_s": round(time.perf_counter() - clock, 3),
+                "seconds_per_epoch": round(fit_s / max(1, epochs_run), 4),
+            },
+            "environment": {**environment(resources.num_cpus, resources.num_gpus), **device},
+        }
+        return {"history": history, "result": result, "log": "\n".join(log)}
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if not isinstance(error, Diverged):
+            reason = f"{type(error).__name__}: {reason}"
+        history = store_history.history if store_history is not None else None
+        raise JobFailed(reason, traceback.format_exc(), "\n".join(log), history) from None
+
+
+def _splits(job: Job, data: Arrays):
+    """(x_train, y_train, x_val, y_val): the seed validates on the test set every epoch; a held-out
+    split takes the end of the training set instead."""
+    if job.training.validation == "test":
+        return data.x_train, data.y_train, data.x_test, data.y_test
+    cut = len(data.x_train) - int(len(data.x_train) * job.training.validation.held_out)
+    return data.x_train[:cut], data.y_train[:cut], data.x_train[cut:], data.y_train[cut:]
