@@ -221,8 +221,12 @@ def preprocess_imdb(raw: dict[str, np.ndarray], num_words: int, source: str) -> 
             raise DataCorrupt(f"{source}: x_{part} has {len(x)} rows but y_{part} has {len(y)}")
         order = np.arange(len(x))
         rng.shuffle(order)
+        try:
+            words = imdb_words(x[order], num_words)
+        except (TypeError, ValueError) as error:
+            raise DataCorrupt(f"{source}: x_{part} is not a list of word-index lists ({error})") from None
         split[part] = (
-            multi_hot(imdb_words(x[order], num_words), num_words),
+            multi_hot(words, num_words),
             y[order].astype(np.float32).reshape(-1, 1),  # (N, 1): Keras 3 binary_crossentropy metric
         )
     return Arrays(*split["train"], *split["test"], source=source)
@@ -268,30 +272,39 @@ def read_dataset(dataset: Dataset, files: list[Path]) -> Arrays:
 
 
 def synthetic(dataset: Dataset, seed: int = 0, train: int | None = None, test: int | None = None) -> Arrays:
-    """Generated data with the real dataset's shapes, dtypes and class balance; learnable, not real."""
+    """Generated data with the real dataset's shapes, dtypes and exact class balance: learnable, with
+    some examples drawn from another class than their label, so that a large model can overfit."""
     rng = np.random.default_rng(seed)
     if isinstance(dataset, Imdb):
-        n_train, n_test = train or 25_000, test or 25_000
-        return _synthetic_imdb(rng, dataset.num_words, n_train, n_test)
-    n_train, n_test = train or 60_000, test or 10_000
-    prototypes = rng.random((10, 28, 28), dtype=np.float32)
+        return _synthetic_imdb(rng, dataset.num_words, train or 25_000, test or 25_000)
+    base = rng.random((28, 28), dtype=np.float32)
+    prototypes = np.clip(base + rng.normal(0, 0.25, (10, 28, 28)).astype(np.float32), 0, 1)
 
     def images(n: int) -> tuple[np.ndarray, np.ndarray]:
         y = rng.permutation(np.arange(n) % 10)
-        noise = rng.standard_normal((n, 28, 28), dtype=np.float32) * np.float32(0.35)
-        return np.clip(prototypes[y] + noise, 0, 1).astype(np.float32), y.astype(np.int64)
+        drawn_from = _mislabel(rng, y, classes=10)
+        noise = rng.standard_normal((n, 28, 28), dtype=np.float32) * np.float32(0.6)
+        return np.clip(prototypes[drawn_from] + noise, 0, 1).astype(np.float32), y.astype(np.int64)
 
-    return Arrays(*images(n_train), *images(n_test), source=f"SYNTHETIC {dataset.name}", synthetic=True)
+    return Arrays(*images(train or 60_000), *images(test or 10_000), source=f"SYNTHETIC {dataset.name}", synthetic=True)
+
+
+def _mislabel(rng: np.random.Generator, labels: np.ndarray, classes: int, fraction: float = 0.1) -> np.ndarray:
+    """The class each example's inputs are drawn from: its label, except for ``fraction`` of them."""
+    drawn_from = labels.copy()
+    wrong = rng.random(len(labels)) < fraction
+    drawn_from[wrong] = rng.integers(0, classes, int(wrong.sum()))
+    return drawn_from
 
 
 def _synthetic_imdb(rng: np.random.Generator, num_words: int, n_train: int, n_test: int) -> Arrays:
     frequency = np.clip(0.9 / np.arange(1, num_words + 1) ** 0.5, 0.01, 0.9)  # Zipf-like word use
-    tilt = rng.normal(0, 0.35, num_words)  # words that lean positive or negative
-    p = {label: np.clip(frequency * np.exp(sign * tilt), 0, 0.95) for label, sign in ((0, -1), (1, 1))}
+    tilt = rng.normal(0, 0.25, num_words)  # words that lean positive or negative
+    p = np.stack([np.clip(frequency * np.exp(sign * tilt), 0, 0.95) for sign in (-1, 1)])
 
     def reviews(n: int) -> tuple[np.ndarray, np.ndarray]:
         y = rng.permutation(np.arange(n) % 2)
-        x = (rng.random((n, num_words)) < np.where(y[:, None] == 1, p[1], p[0])).astype(np.float32)
+        x = (rng.random((n, num_words)) < p[_mislabel(rng, y, classes=2, fraction=0.2)]).astype(np.float32)
         x[:, 0], x[:, IMDB_START_CHAR] = 0.0, 1.0  # as in the real data: no padding, always a start
         return x, y.astype(np.float32).reshape(-1, 1)
 

@@ -80,13 +80,23 @@ def describe_error(error: dict) -> str:
     return message
 
 
+def _follows_from_inner_error(error: dict, errors: list[dict]) -> bool:
+    """Pydantic also calls a list 'too short' when its items failed; the items' errors are the real ones."""
+    loc = error["loc"]
+    return error["type"] == "too_short" and any(
+        other["loc"][: len(loc)] == loc and len(other["loc"]) > len(loc) for other in errors
+    )
+
+
 def validate_document(model: type[BaseModel], document: Any, file: str) -> tuple[Any, list[SpecError]]:
     try:
         parsed = model.model_validate(document)
     except ValidationError as invalid:
+        errors = invalid.errors()
         return None, [
             SpecError(file, ".".join(map(str, _strip_tags(e["loc"], document))), describe_error(e))
-            for e in invalid.errors()
+            for e in errors
+            if not _follows_from_inner_error(e, errors)
         ]
     problems = parsed.problems() if isinstance(parsed, Experiment) else []
     return parsed, [SpecError(file, ".".join(map(str, path)), message) for path, message in problems]

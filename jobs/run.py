@@ -51,10 +51,11 @@ class RunSummary:
     notices: list[str] = field(default_factory=list)
 
 
-def manifest(loaded: LoadedExperiment, jobs: list[Job], options: RunOptions) -> dict:
+def manifest(loaded: LoadedExperiment, order: int, jobs: list[Job], options: RunOptions) -> dict:
     """What the report needs to know of an experiment: its spec, the run's options, its jobs."""
     name = loaded.experiment.name
     return {
+        "order": order,
         "experiment": loaded.experiment.model_dump(mode="json"),
         "spec_file": str(loaded.file),
         "planned": now(),
@@ -144,8 +145,8 @@ def execute(
     except StoreCorrupt as error:
         raise RunRefused([str(error)]) from None
     summary = RunSummary(planned=len(jobs), skipped=len(finished))
-    for loaded in experiments:
-        store.write_experiment(loaded.experiment.name, manifest(loaded, jobs, options))
+    for order, loaded in enumerate(experiments):
+        store.write_experiment(loaded.experiment.name, manifest(loaded, order, jobs, options))
     if not to_run:
         return summary
     datasets = load_datasets(to_run, options.data_dir)

@@ -186,6 +186,10 @@ class Variant(Strict):
         default_factory=dict,
         description="test metrics the seed document printed for this model, shown beside ours",
     )
+    seed_printed_as: dict[str, str] = Field(
+        default_factory=dict,
+        description="the label the seed printed a metric under, where that label was wrong",
+    )
 
 
 class Resources(Strict):
@@ -271,7 +275,7 @@ class Experiment(Strict):
                         f"the output layer on {data} with {loss} must be dense({units}, {activation}); got {got}",
                     )
                 )
-            for key in variant.seed_printed:
+            for key in {**variant.seed_printed, **variant.seed_printed_as}:
                 if key not in self.metric_names():
                     found.append(
                         (

@@ -1,0 +1,64 @@
+# Regimen — every target installs what it needs first (a virtual environment in .venv, pinned by
+# requirements.lock). `make help` lists the targets.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+RESULTS ?= results
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test lint run demo report validate plan data lock browser clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	touch $@
+
+install: $(INSTALLED) ## create .venv and install Regimen with pinned dependencies
+
+browser: ## install Debian's headless Chromium for the report's browser test (root, apt)
+	@command -v chromium >/dev/null || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) \
+	  >/dev/null || echo "could not install chromium: the browser test will be skipped"; }
+
+test: $(INSTALLED) browser ## lint and run every test (about 10 minutes on 2 cores)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check jobs
+	$(BIN)/python -m pytest
+
+lint: $(INSTALLED) ## ruff
+	$(BIN)/ruff check . && $(BIN)/ruff format --check jobs
+
+run: $(INSTALLED) ## train the full built-in suite at the seed's settings on a local Ray, then the report
+	$(BIN)/regimen run specs --results $(RESULTS) $(ARGS)
+
+demo: $(INSTALLED) ## the whole suite on SYNTHETIC data, 3 epochs a job (about a minute on 2 cores)
+	$(BIN)/regimen run specs --synthetic --max-epochs 3 --results $(RESULTS) $(ARGS)
+
+report: $(INSTALLED) ## re-render the report from stored results, no training
+	$(BIN)/regimen report --results $(RESULTS)
+
+validate: $(INSTALLED) ## check every spec and build every model
+	$(BIN)/regimen validate specs
+
+plan: $(INSTALLED) ## list the jobs a run would start
+	$(BIN)/regimen plan specs --results $(RESULTS) $(ARGS)
+
+data: $(INSTALLED) ## where each dataset is found; DIR=path stages real MNIST and Fashion-MNIST there (offline)
+	@if [ -n "$(DIR)" ]; then ../shared/data/stage-offline-data "$(DIR)"; fi
+	$(BIN)/regimen data $(if $(DIR),--data-dir $(DIR))
+
+lock: $(INSTALLED) ## re-pin requirements.lock from the installed environment
+	{ echo "# Pinned versions of every package Regimen and its tests install (pip install -c requirements.lock)."; \
+	  echo "# Regenerate: make lock"; $(BIN)/pip freeze --exclude-editable | grep -v '^regimen'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean: ## remove the virtual environment and caches (results are kept)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+-include cluster/cluster.mk

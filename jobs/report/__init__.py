@@ -1,0 +1,58 @@
+"""The aggregated report: the results store -> ``index.html``, ``summary.md|csv|json`` and figure PNGs.
+
+A pure reduction of stored results: nothing here trains or imports TensorFlow, so ``regimen report``
+re-renders in seconds. The steps, one module each: :mod:`collect` reads the store, :mod:`reduce` does
+the arithmetic, :mod:`figures` draws, :mod:`document` lays out the content, :mod:`render` writes text.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from jobs.report.collect import collect
+from jobs.report.document import document
+from jobs.report.figures import learning_curves
+from jobs.report.reduce import Report, reduce
+from jobs.report.render import csv_text, html, json_text, markdown
+from jobs.store import Store
+
+__all__ = ["Report", "build", "write_report"]
+
+
+def build(store: Store) -> tuple[Report, dict[str, bytes]]:
+    """The reduced report and each experiment's learning-curve PNG (experiments without curves have none)."""
+    report = reduce(collect(store))
+    figures = {s.name: png for s in report.experiments if (png := learning_curves(s)) is not None}
+    return report, figures
+
+
+def write_report(store: Store, out_dir: Path) -> dict[str, Path]:
+    """Write every output under ``out_dir``; returns output name (``index.html``, ``figures/l1.png``) -> path."""
+    report, figures = build(store)
+    blocks = document(report, set(figures))
+    outputs: dict[str, bytes] = {f"figures/{name}.png": png for name, png in figures.items()}
+    outputs["summary.md"] = markdown(blocks).encode()
+    outputs["summary.csv"] = csv_text(report).encode()
+    outputs["summary.json"] = json_text(report).encode()
+    outputs["index.html"] = html(blocks, figures).encode()
+    written = {}
+    for name, data in outputs.items():
+        written[name] = Path(out_dir) / name
+        _write_atomic(written[name], data)
+    return written
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the report from everyone else
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

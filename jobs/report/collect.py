@@ -1,0 +1,121 @@
+"""Read the results store into plain data: the only module of the report that touches the store.
+
+Nothing here raises for a bad entry. An unreadable manifest or job file becomes a ``corrupt`` entry
+carrying the reason, so that one broken file costs one row of the report, not the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from jobs.spec import Experiment
+from jobs.store import Store, StoreCorrupt
+
+#: The states a planned (variant, seed) can be in; only ``done`` runs carry numbers.
+STATES = ("done", "failed", "running", "missing", "corrupt")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One planned (variant, seed) of an experiment and what the store holds for its job."""
+
+    variant: str
+    seed: int
+    job_id: str
+    state: str
+    log_uri: str = ""
+    error: str = ""
+    result: dict | None = None
+    history: dict | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentRuns:
+    name: str
+    experiment: Experiment | None  # None when the manifest is unreadable
+    spec_file: str = ""
+    planned: str = ""
+    options: dict | None = None  # the manifest's "run": synthetic, max_epochs, seeds
+    runs: tuple[Run, ...] = ()
+    error: str = ""
+    order: int = 1_000_000  # position in the run that planned it (suite order); unknown ones go last
+
+
+@dataclass(frozen=True)
+class Collected:
+    store_uri: str
+    experiments: tuple[ExperimentRuns, ...]
+
+
+def collect(store: Store) -> Collected:
+    """Every experiment of ``store`` with each planned run's state, result and history."""
+    jobs: dict[str, tuple] = {}  # job id -> read once: l1's and l2's basic are one job
+    experiments = []
+    for name in store.experiment_names():
+        try:
+            manifest = store.read_experiment(name) or {}
+            experiment = Experiment.model_validate(manifest["experiment"])
+            planned = [(str(j["variant"]), int(j["seed"]), str(j["job_id"])) for j in manifest.get("jobs", [])]
+        except (StoreCorrupt, ValidationError, KeyError, TypeError, ValueError) as error:
+            experiments.append(ExperimentRuns(name, None, error=_reason(error)))
+            continue
+        runs = []
+        for variant, seed, job_id in planned:
+            if job_id not in jobs:
+                jobs[job_id] = _read_job(store, job_id)
+            runs.append(Run(variant, seed, job_id, *jobs[job_id]))
+        experiments.append(
+            ExperimentRuns(
+                name,
+                experiment,
+                spec_file=str(manifest.get("spec_file", "")),
+                planned=str(manifest.get("planned", "")),
+                options=dict(manifest.get("run") or {}),
+                runs=tuple(runs),
+                order=int(manifest.get("order", 1_000_000)),
+            )
+        )
+    return Collected(store.uri, tuple(sorted(experiments, key=lambda e: (e.order, e.name))))
+
+
+def _read_job(store: Store, job_id: str) -> tuple[str, str, str, dict | None, dict | None]:
+    """(state, log location, error, result, history) of one job."""
+    try:
+        record = store.job(job_id)
+    except ValueError as error:
+        return "corrupt", "", str(error), None, None
+    status = record.status()
+    state = (status or {}).get("state", "missing")
+    if state == "corrupt":
+        return "corrupt", record.log_uri, "status.json is not valid JSON", None, None
+    try:
+        history = record.history()
+        result = record.result() if state == "done" else None
+    except StoreCorrupt as error:
+        return "corrupt", record.log_uri, str(error), None, None
+    if state == "done" and not isinstance((result or {}).get("test"), dict):
+        return (
+            "corrupt",
+            record.log_uri,
+            "status says done but result.json is missing or has no test metrics",
+            None,
+            None,
+        )
+    if history is not None and not (isinstance(history, dict) and all(isinstance(v, list) for v in history.values())):
+        return "corrupt", record.log_uri, "history.json is not a dict of per-epoch lists", None, None
+    if state not in STATES:
+        return "corrupt", record.log_uri, f"unknown state {state!r} in status.json", None, history
+    error = str(status.get("error", "")) if status else "never started"
+    if state == "running":
+        error = f"attempt {status.get('attempt', '?')}, last update {status.get('updated', '?')}"
+    return state, record.log_uri, error, result, history
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, KeyError):
+        return f"manifest lacks {error}"
+    if isinstance(error, ValidationError):
+        return f"manifest's experiment is not a valid spec ({error.error_count()} errors)"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__

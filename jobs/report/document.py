@@ -1,0 +1,261 @@
+"""The reduced report -> one document as a list of blocks, which render.py writes as Markdown and as HTML.
+
+Building the content once keeps ``summary.md`` and ``index.html`` saying the same thing. Text in blocks
+may use three bits of inline markup that both outputs understand: ```code```, ``**bold**`` and
+``[text](#anchor)``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from jobs.report import labels
+from jobs.report.reduce import ExperimentSummary, Problem, Report, RunInfo, VariantSummary, Verdict
+
+VERSION_KEYS = ("python", "tensorflow", "keras", "ray", "numpy")
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+
+    @property
+    def anchor(self) -> str:
+        return slug(self.text)
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+
+
+@dataclass(frozen=True)
+class Banner:
+    """A warning that must not be missed: synthetic data, capped epochs."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Items:
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str  # the figure's name: figures/<name>.png
+    alt: str
+
+
+Block = Heading | Paragraph | Banner | Items | Table | Image
+
+
+def slug(text: str) -> str:
+    """The anchor GitHub gives a Markdown heading, so that links work in both outputs."""
+    text = re.sub(r"[^\w\- ]", "", text.lower())
+    return text.replace(" ", "-")
+
+
+def arrow(metric: str) -> str:
+    return "↓" if labels.lower_is_better(metric) else "↑"
+
+
+def document(report: Report, figures: set[str]) -> list[Block]:
+    """Every block of the report; ``figures`` names the experiments that have a learning-curve figure."""
+    blocks: list[Block] = [Heading(1, "Regimen report")]
+    blocks += banners(report)
+    blocks += overview(report)
+    blocks += run(report.run)
+    blocks += problems(report.problems)
+    for summary in report.experiments:
+        blocks += experiment(summary, summary.name in figures)
+    return blocks
+
+
+def banners(report: Report) -> list[Block]:
+    found: list[Block] = []
+    if report.synthetic:
+        found.append(
+            Banner(
+                "**SYNTHETIC DATA.** These results come from generated data with the real shapes, not from the "
+                "real datasets: they show that the pipeline works and say nothing about the techniques."
+            )
+        )
+    if report.capped:
+        found.append(
+            Banner(
+                "**EPOCHS CAPPED.** Some variants trained for fewer epochs than their spec asks (--max-epochs), "
+                "so they are not the seed's experiments: " + "; ".join(report.capped) + "."
+            )
+        )
+    return found
+
+
+def overview(report: Report) -> list[Block]:
+    rows = []
+    for summary in report.experiments:
+        title = summary.title or summary.name
+        link = f"[{title}](#{slug(heading_text(summary))})"
+        if summary.error:
+            rows.append((link, "", f"manifest unreadable: {summary.error}", "**corrupt**"))
+        else:
+            rows.append((link, summary.question, summary.answer, f"**{summary.verdict}**"))
+    metrics = sorted({m for s in report.experiments for v in s.variants for m in v.test})
+    return [
+        Heading(2, "Overview"),
+        Table(("experiment", "question", "answer (mean ± std across seeds)", "verdict"), tuple(rows)),
+        Paragraph(f"**How verdicts are decided.** {report.rule}"),
+        Paragraph(
+            "**Metrics.** "
+            + "; ".join(f"{labels.describe(m)} {arrow(m)}" for m in metrics)
+            + ". Test metrics come from `evaluate` on the test set after the last epoch. "
+            "Numbers the seed document printed are shown beside ours, under the metric they measure."
+        ),
+    ]
+
+
+def run(info: RunInfo) -> list[Block]:
+    env = info.environment
+    items = [f"Results: `{info.store_uri}`"]
+    if info.planned:
+        items.append("Planned: " + " to ".join(info.planned))
+    if info.trained:
+        items.append("Trained: " + " to ".join(info.trained))
+    versions = [f"{k} {', '.join(env[k])}" for k in VERSION_KEYS if k in env]
+    if versions:
+        items.append("Versions: " + "; ".join(versions))
+    hardware = [f"{k}: {', '.join(v)}" for k, v in env.items() if k not in VERSION_KEYS]
+    if hardware:
+        items.append("Hardware: " + "; ".join(hardware))
+    for data in info.data:
+        sizes = f", {data.train} train / {data.test} test examples" if data.train is not None else ""
+        kind = "**SYNTHETIC**" if data.synthetic else "real"
+        items.append(f"Data {data.dataset}: {kind}, from `{data.source}`{sizes}")
+    return [Heading(2, "Run"), Items(tuple(items))]
+
+
+def problems(found: tuple[Problem, ...]) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Failed or missing jobs")]
+    if not found:
+        return [*blocks, Paragraph("None: every planned job finished.")]
+    rows = tuple(
+        (
+            f"`{p.job_id}`" if p.job_id else "-",
+            ", ".join(p.uses),
+            f"**{p.state}**",
+            _one_line(p.error),
+            f"`{p.log_uri}`" if p.log_uri else "-",
+        )
+        for p in found
+    )
+    return [
+        *blocks,
+        Paragraph(f"{len(found)} job(s) have no result; their numbers are left out below."),
+        Table(("job", "used by", "state", "detail", "log"), rows),
+    ]
+
+
+def heading_text(summary: ExperimentSummary) -> str:
+    return f"{summary.name}: {summary.title}" if summary.title != summary.name else summary.name
+
+
+def experiment(summary: ExperimentSummary, has_figure: bool) -> list[Block]:
+    blocks: list[Block] = [Heading(2, heading_text(summary))]
+    if summary.error:
+        return [*blocks, Paragraph(f"**Manifest unreadable**: {summary.error}")]
+    metric = summary.headline_metric
+    blocks.append(
+        Paragraph(
+            f"**Question.** {summary.question} **Answer.** {summary.answer} "
+            f"Spec `{summary.spec_file}`; data {summary.dataset}"
+            + (" (**SYNTHETIC**)" if summary.synthetic else "")
+            + f"; validation on {summary.validation}; headline metric {labels.describe(metric)}."
+        )
+    )
+    if has_figure:
+        blocks.append(Image(summary.name, f"{summary.title}: learning curves of {labels.name(metric)}"))
+        blocks.append(
+            Paragraph(
+                f"Training (solid) and validation (dashed) {labels.name(metric)} per epoch, mean across seeds "
+                "with a band of ± one standard deviation."
+            )
+        )
+    blocks.append(variant_table(summary))
+    notes = [
+        f"`{v.name}` {labels.name(m)} {labels.printed(x)}: {labels.seed_note(m, v.seed_printed_as.get(m))}."
+        for v in summary.variants
+        for m, x in v.seed_printed.items()
+        if m in v.seed_printed_as
+    ]
+    if notes:
+        blocks.append(Paragraph("**Seed labels.** " + " ".join(notes)))
+    if summary.verdicts:
+        blocks.append(Heading(3, f"Claims of {summary.name}"))
+        blocks.append(Items(tuple(_claim(v) for v in summary.verdicts)))
+    return blocks
+
+
+def variant_table(summary: ExperimentSummary) -> Table:
+    metric = summary.headline_metric
+    metrics = list(dict.fromkeys(m for v in summary.variants for m in v.test))
+    headers = (
+        "variant",
+        "parameters",
+        "epochs",
+        "batch size",
+        "seeds",
+        *(f"test {labels.name(m)} {arrow(m)}" for m in metrics),
+        "seed printed",
+        f"best validation epoch ({labels.name(metric)})",
+        f"gap: validation − training {labels.name(metric)} at the end",
+        "training time",
+        "device",
+    )
+    rows = tuple(_variant_row(v, metrics) for v in summary.variants)
+    return Table(headers, rows)
+
+
+def _variant_row(v: VariantSummary, metrics: list[str]) -> tuple[str, ...]:
+    epochs = f"**{v.epochs} of {v.requested_epochs} (capped)**" if v.capped else str(v.epochs)
+    seeds = str(v.seeds_done) if v.seeds_done == v.seeds_planned else f"{v.seeds_done} of {v.seeds_planned}"
+    tests = tuple(v.test[m].text() if v.test.get(m) else "-" for m in metrics)
+    printed = ", ".join(f"{labels.name(m)} {labels.printed(x)}" for m, x in v.seed_printed.items()) or "-"
+    best = f"{v.best_epoch} ({labels.num(v.best_value)})" if v.best_epoch else "-"
+    time = labels.seconds(v.fit_s.mean, v.fit_s.std) if v.fit_s else "-"
+    if v.seconds_per_epoch:
+        time += f" ({labels.seconds(v.seconds_per_epoch.mean)}/epoch)"
+    return (
+        f"`{v.name}`",
+        f"{v.params:,}" if v.params is not None else "-",
+        epochs,
+        str(v.batch_size),
+        seeds,
+        *tests,
+        printed,
+        best,
+        v.gap.text() if v.gap else "-",
+        time,
+        ", ".join(v.devices) or "-",
+    )
+
+
+def _claim(verdict: Verdict) -> str:
+    text = f"{verdict.claim}: **{verdict.verdict}**: {verdict.reason}."
+    if verdict.values:
+        what = "difference" if verdict.kind == "comparison" else "value"
+        per_seed = ", ".join(f"seed {s}: {labels.num(x)}" for s, x in zip(verdict.seeds, verdict.values, strict=True))
+        text += f" Per-seed {what}: {per_seed}."
+    return text
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

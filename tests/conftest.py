@@ -1,0 +1,39 @@
+"""Shared fixtures: the repository's spec folder, a quiet TensorFlow, and tiny synthetic data."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("RAY_AUTH_MODE", os.environ.get("RAY_AUTH_MODE", "token"))
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+
+
+@pytest.fixture
+def specs_dir() -> Path:
+    return SPECS
+
+
+@pytest.fixture
+def in_root(monkeypatch):
+    """Run with the repository as the working directory (the CLI's default paths are relative)."""
+    monkeypatch.chdir(ROOT)
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A private single-node Ray for the tests that need one, shut down at the end."""
+    ray = pytest.importorskip("ray")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "3"}},
+    )
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,73 @@
+"""The executor contract, for the in-process twin and for Ray: every job gives one outcome, failures
+are outcomes with their reason, results arrive by value, and progress is reported per epoch."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jobs.data import Arrays, synthetic
+from jobs.executors import InProcessExecutor, RayExecutor
+from jobs.loading import load_experiments
+from jobs.plan import data_key, expand
+
+SPECS = Path(__file__).parent.parent / "specs"
+
+
+@pytest.fixture(scope="module")
+def jobs_and_data():
+    loaded, errors = load_experiments([SPECS / "dropout.yaml", Path(__file__).parent / "specs" / "diverges.yaml"])
+    assert not errors
+    jobs = expand([item.experiment for item in loaded], synthetic=True, max_epochs=2)
+    datasets = {data_key(job.dataset, True): synthetic(job.dataset, train=600, test=200) for job in jobs}
+    return jobs, datasets
+
+
+def check_contract(executor, jobs, datasets, store_uri):
+    seen = []
+    outcomes = list(executor.run(jobs, datasets, store_uri, seen.append))
+    assert sorted(o.job.id for o in outcomes) == sorted(job.id for job in jobs)
+    by_variant = {o.job.uses[0].variant: o for o in outcomes}
+    failed = by_variant["exploding"]
+    assert failed.output is None and failed.failure.reason.startswith("diverged at epoch 1")
+    assert "Traceback" in failed.failure.details
+    for name in ("basic", "dropout", "fine"):
+        outcome = by_variant[name]
+        assert outcome.failure is None, outcome.failure and outcome.failure.details
+        history, result = outcome.output["history"], outcome.output["result"]
+        epochs = outcome.job.training.epochs
+        assert len(history["loss"]) == len(history["val_loss"]) == epochs == result["epochs_run"]
+        assert set(result["test"]) >= {"loss", "accuracy"} and result["data"]["synthetic"]
+    assert seen, "no progress was reported"
+    return outcomes
+
+
+def test_in_process_executor(jobs_and_data, tmp_path):
+    jobs, datasets = jobs_and_data
+    check_contract(InProcessExecutor(), jobs, datasets, str(tmp_path))
+
+
+@pytest.mark.ray
+def test_ray_executor(jobs_and_data, tmp_path, local_ray):
+    jobs, datasets = jobs_and_data
+    outcomes = check_contract(RayExecutor(poll_seconds=0.2), jobs, datasets, str(tmp_path))
+    assert {o.output["result"]["environment"]["intra_op_threads"] for o in outcomes if o.output} == {1}
+
+
+def test_a_job_with_broken_data_fails_with_the_reason(jobs_and_data, tmp_path):
+    jobs, datasets = jobs_and_data
+    job = jobs[0]
+    good = datasets[data_key(job.dataset, True)]
+    broken = Arrays(good.x_train[:, :7], good.y_train, good.x_test, good.y_test, source="broken")
+    (outcome,) = InProcessExecutor().run([job], {data_key(job.dataset, True): broken}, str(tmp_path))
+    assert outcome.failure is not None and "ValueError" in outcome.failure.reason
+
+
+def test_seeds_make_runs_repeatable(jobs_and_data, tmp_path):
+    jobs, datasets = jobs_and_data
+    job = next(j for j in jobs if j.uses[0].variant == "fine")
+    first, second = (
+        next(InProcessExecutor().run([job], datasets, str(tmp_path / name))).output["history"]["loss"]
+        for name in ("a", "b")
+    )
+    np.testing.assert_allclose(first, second, rtol=1e-5)

@@ -1,0 +1,66 @@
+"""Jobs: one per variant and seed, ids from what changes the result, identical jobs merged."""
+
+from pathlib import Path
+
+import pytest
+
+from jobs.loading import load_experiments
+from jobs.plan import expand, job_id
+
+SPECS = Path(__file__).parent.parent / "specs"
+
+
+@pytest.fixture(scope="module")
+def experiments():
+    loaded, errors = load_experiments([SPECS])
+    assert not errors
+    return [item.experiment for item in loaded]
+
+
+def test_one_seed_gives_ten_distinct_jobs_for_eleven_variants(experiments):
+    jobs = expand(experiments)
+    assert len(jobs) == 10
+    assert sum(len(job.uses) for job in jobs) == 11
+    (shared,) = [job for job in jobs if len(job.uses) == 2]
+    assert {(u.experiment, u.variant) for u in shared.uses} == {("l1", "basic"), ("l2", "basic")}
+
+
+def test_seeds_multiply_jobs_and_pair_variants(experiments):
+    jobs = expand(experiments, seeds=3)
+    assert len(jobs) == 30
+    assert sorted({job.seed for job in jobs}) == [0, 1, 2]
+
+
+def test_ids_are_stable_and_do_not_depend_on_names(experiments):
+    first = [job.id for job in expand(experiments)]
+    renamed = [
+        e.model_copy(
+            update={
+                "name": f"x{e.name}",
+                "title": "other",
+                "variants": tuple(v.model_copy(update={"name": f"v{i}"}) for i, v in enumerate(e.variants)),
+            }
+        )
+        for e in experiments
+    ]
+    assert [job.id for job in expand(renamed)] == first
+    assert first[0] == job_id(expand(experiments)[0].identity())  # same input, same hash, every time
+
+
+def test_ids_change_with_what_changes_the_result(experiments):
+    base = {job.id for job in expand(experiments)}
+    assert base.isdisjoint(job.id for job in expand(experiments, synthetic=True))
+    capped = expand(experiments, max_epochs=2)
+    assert base.isdisjoint(job.id for job in capped)
+    assert all(job.training.epochs <= 2 and job.epochs_capped for job in capped)
+    assert {job.requested_epochs for job in capped} == {20, 150, 40}
+    assert base.isdisjoint(job.id for job in expand(experiments, seeds=2) if job.seed == 1)
+
+
+def test_resources_do_not_change_ids_and_shared_jobs_take_the_larger_request(experiments):
+    l1, l2 = (e for e in experiments if e.name in ("l1", "l2"))
+    bigger = l2.model_copy(update={"resources": l2.resources.model_copy(update={"num_cpus": 2, "num_gpus": 0.5})})
+    shared = [job for job in expand([l1, bigger]) if len(job.uses) == 2]
+    assert len(shared) == 1
+    assert (shared[0].resources.num_cpus, shared[0].resources.num_gpus) == (2, 0.5)
+    assert {job.id for job in expand([l1, bigger])} == {job.id for job in expand([l1, l2])}

@@ -1,0 +1,197 @@
+"""write_report on fixture stores: every output written, broken entries listed instead of crashing."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from report_fixtures import curves, finish, fixture_id, golden_store, imdb_experiment, plan, suite_store
+
+from jobs.report import build, write_report
+from jobs.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUTS = {"index.html", "summary.md", "summary.csv", "summary.json"}
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    root = tmp_path_factory.mktemp("golden")
+    store = golden_store(root / "results")
+    return store, write_report(store, root / "report")
+
+
+def test_writes_every_output_and_a_figure_per_experiment(golden):
+    _, paths = golden
+    assert set(paths) == OUTPUTS | {"figures/reg.png", "figures/one.png"}
+    for path in paths.values():
+        assert path.stat().st_size > 0
+    assert paths["figures/reg.png"].read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert not list(paths["index.html"].parent.rglob(".*.tmp")), "a temporary file was left behind"
+
+
+def test_html_is_one_self_contained_file(golden):
+    _, paths = golden
+    page = paths["index.html"].read_text()
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert len(sources) == 2
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert not re.search(r"(src|href)=\"(https?:)?//", page), "the page refers to something online"
+    assert "<script" not in page and "<link" not in page
+
+
+def test_synthetic_data_and_capped_epochs_are_banners_at_the_top(golden):
+    _, paths = golden
+    md = paths["summary.md"].read_text()
+    first_section = md.split("## Overview")[0]
+    assert "**SYNTHETIC DATA.**" in first_section
+    assert "**EPOCHS CAPPED.**" in first_section and "reg/penalty: 4 of 6 epochs" in first_section
+    page = paths["index.html"].read_text()
+    assert page.index('class="banner"') < page.index("Overview")
+
+
+def test_real_uncapped_data_has_no_banner(tmp_path):
+    md = write_report(suite_store(tmp_path / "results", seeds=1, synthetic=False), tmp_path / "out")["summary.md"]
+    text = md.read_text()
+    assert "SYNTHETIC" not in text and "CAPPED" not in text
+    assert "one seed: not a test" in text
+
+
+def test_failed_running_and_missing_jobs_are_listed_with_their_logs(golden):
+    store, paths = golden
+    md = paths["summary.md"].read_text()
+    problems = md.split("## Failed or missing jobs")[1].split("\n## ")[0]
+    for state, use in (("failed", "one/wide/s1"), ("running", "one/basic/s1"), ("missing", "one/deep/s1")):
+        row = next(line for line in problems.splitlines() if use in line)
+        assert f"**{state}**" in row
+        job_id = re.search(r"`([0-9a-f]{16})`", row).group(1)
+        assert store.job(job_id).log_uri in row
+    assert "Diverged: diverged at epoch 3" in problems
+
+
+def test_a_job_shared_by_two_experiments_is_listed_once_and_counted_in_both(golden):
+    _, paths = golden
+    summary = json.loads(paths["summary.json"].read_text())
+    by_name = {e["name"]: e for e in summary["experiments"]}
+    assert by_name["reg"]["variants"][0]["seeds_done"] == 3
+    assert by_name["one"]["variants"][0]["seeds_done"] == 1  # s0 is reg's basic s0
+    assert len({p["job_id"] for p in summary["problems"]}) == len(summary["problems"])
+
+
+def test_verdicts_of_each_kind_reach_the_summary(golden):
+    _, paths = golden
+    summary = json.loads(paths["summary.json"].read_text())
+    verdicts = {v["claim"]: v for e in summary["experiments"] for v in e["verdicts"]}
+    assert verdicts["`penalty` has lower test binary cross-entropy than `basic`"]["verdict"] == "confirmed"
+    one_seed = verdicts["`wide` has lower test binary cross-entropy than `basic`"]
+    assert one_seed["verdict"] == "inconclusive" and one_seed["reason"].startswith("one seed: not a test")
+    assert verdicts["`basic` reaches test accuracy ≥ 0.6"]["verdict"] == "confirmed"
+    assert verdicts["`deep` keeps test binary cross-entropy ≤ 0.5"]["verdict"] == "refuted"
+    assert summary["rule"] in paths["summary.md"].read_text()
+
+
+def test_csv_has_a_row_per_variant_with_numbers(golden):
+    _, paths = golden
+    rows = list(csv.DictReader(io.StringIO(paths["summary.csv"].read_text())))
+    assert [(r["experiment"], r["variant"]) for r in rows] == [
+        ("one", "basic"),
+        ("one", "wide"),
+        ("one", "deep"),
+        ("reg", "basic"),
+        ("reg", "penalty"),
+    ]
+    penalty = rows[-1]
+    assert float(penalty["test_binary_crossentropy_mean"]) < float(rows[-2]["test_binary_crossentropy_mean"])
+    assert penalty["seed_printed_binary_crossentropy"] == "0.575"
+    assert penalty["test_sparse_categorical_crossentropy_mean"] == ""
+    assert penalty["verdict"] == "confirmed"
+
+
+def test_seed_numbers_are_shown_beside_ours_with_a_note_where_the_seed_mislabelled_them(tmp_path):
+    paths = write_report(suite_store(tmp_path / "results", seeds=2), tmp_path / "out")
+    md = paths["summary.md"].read_text()
+    assert "(seed printed 3.821 vs 0.748)" in md
+    assert 'the seed printed this categorical cross-entropy under the label "accuracy"' in md
+    assert "test accuracy ↑" in md and "test categorical cross-entropy ↓" in md
+
+
+def test_corrupt_entries_are_listed_not_fatal(tmp_path):
+    store = Store(str(tmp_path / "results"))
+    experiment = imdb_experiment(
+        "bad", {"basic": {}, "other": {}}, [{"variant": "other", "metric": "loss", "lower_than": "basic"}]
+    )
+    ids = plan(store, experiment, seeds=2)
+    history = curves(experiment.training.metrics, 3, 0.6, 0.0, 0.0)
+    finish(store, ids["basic", 0], history)
+    finish(store, ids["basic", 1], history)
+    store.write_bytes(store.job(ids["basic", 1]).file("result.json"), b"{not json")
+    finish(store, ids["other", 0], history)
+    store.write_bytes(store.job(ids["other", 0]).file("status.json"), b"\x00\xff")
+    finish(store, ids["other", 1], history)
+    store.write_bytes(store.job(ids["other", 1]).file("history.json"), b"[1, 2")
+    store.write_bytes(store.experiment_path("broken"), b"{")
+    store.write_experiment("invalid", {"experiment": {"name": "invalid"}, "jobs": []})
+    store.write_experiment(
+        "badid",
+        {"experiment": experiment.model_dump(mode="json"), "jobs": [{"variant": "basic", "seed": 0, "job_id": "../x"}]},
+    )
+
+    report, _ = build(store)
+    states = {(p.uses[0], p.state) for p in report.problems}
+    assert ("bad/basic/s1", "corrupt") in states
+    assert ("bad/other/s0", "corrupt") in states
+    assert ("bad/other/s1", "corrupt") in states
+    assert ("broken (manifest)", "corrupt") in states
+    assert ("invalid (manifest)", "corrupt") in states
+    assert ("badid/basic/s0", "corrupt") in states
+    detail = next(p.error for p in report.problems if p.uses[0] == "bad/basic/s1")
+    assert "result.json: not valid JSON" in detail
+    paths = write_report(store, tmp_path / "out")
+    md = paths["summary.md"].read_text()
+    assert "**Manifest unreadable**" in md
+    assert "No result yet for `other`." in md
+
+
+def test_an_empty_store_still_renders(tmp_path):
+    paths = write_report(Store(str(tmp_path / "nothing")), tmp_path / "out")
+    assert set(paths) == OUTPUTS
+    assert "None: every planned job finished." in paths["summary.md"].read_text()
+
+
+def test_a_planned_experiment_without_results_renders_without_figures(tmp_path):
+    store = Store(str(tmp_path / "results"))
+    plan(store, imdb_experiment("fresh", {"basic": {}}, []), seeds=1)
+    paths = write_report(store, tmp_path / "out")
+    assert "figures/fresh.png" not in paths
+    md = paths["summary.md"].read_text()
+    assert "No results yet." in md and "**missing**" in md and fixture_id("fresh", "basic", 0) in md
+
+
+def test_a_fresh_process_reports_the_suite_fast_without_tensorflow(tmp_path):
+    """The issue's bound: ``regimen report`` on a full six-experiment store in under 10 s, imports included."""
+    suite_store(tmp_path / "results", seeds=3)
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        start = time.perf_counter()
+        from pathlib import Path
+        from jobs.report import write_report
+        from jobs.store import Store
+        paths = write_report(Store({str(tmp_path / "results")!r}), Path({str(tmp_path / "out")!r}))
+        elapsed = time.perf_counter() - start
+        assert "tensorflow" not in sys.modules and "ray" not in sys.modules, "the report imported TF or Ray"
+        print(len(paths), f"{{elapsed:.2f}}")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    count, elapsed = done.stdout.split()
+    assert int(count) == 4 + 6
+    assert float(elapsed) < 10, f"write_report took {elapsed} s on the six-experiment suite"

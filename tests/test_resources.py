@@ -1,0 +1,55 @@
+"""GPU and CPU requests are checked against the nodes before dispatch: no silent hang."""
+
+from pathlib import Path
+
+import pytest
+
+from jobs.loading import load_experiments
+from jobs.plan import expand
+from jobs.resources import check
+
+
+@pytest.fixture(scope="module")
+def gpu_jobs():
+    (item,), _ = load_experiments([Path(__file__).parent.parent / "specs" / "dropout.yaml"])
+    experiment = item.experiment.model_copy(
+        update={"resources": item.experiment.resources.model_copy(update={"num_gpus": 0.25, "gpu_memory_mb": 2048})}
+    )
+    return expand([experiment])
+
+
+CPU_NODE = {"CPU": 2.0}
+GPU_NODE = {"CPU": 8.0, "GPU": 1.0}
+
+
+def test_local_without_gpu_runs_gpu_jobs_on_cpu_after_a_notice(gpu_jobs):
+    result = check(gpu_jobs, [CPU_NODE], local=True)
+    assert not result.errors and len(result.notices) == 1 and "running them on CPU" in result.notices[0]
+    assert all(job.resources.num_gpus == 0 and job.resources.gpu_memory_mb is None for job in result.jobs)
+    assert [job.id for job in result.jobs] == [job.id for job in gpu_jobs]
+
+
+def test_require_gpu_turns_the_notice_into_an_error(gpu_jobs):
+    result = check(gpu_jobs, [CPU_NODE], local=True, require_gpu=True)
+    assert result.jobs == [] and "--require-gpu" in result.errors[0]
+
+
+def test_a_cluster_without_gpu_refuses_naming_job_request_and_offer(gpu_jobs):
+    result = check(gpu_jobs, [{"CPU": 0.0}, CPU_NODE], local=False)
+    assert len(result.errors) == len(gpu_jobs)
+    message = result.errors[0]
+    assert gpu_jobs[0].label in message and "num_gpus=0.25" in message
+    assert "node 1: CPU 0, GPU 0; node 2: CPU 2, GPU 0" in message
+
+
+def test_feasible_requests_pass_unchanged(gpu_jobs):
+    result = check(gpu_jobs, [{"CPU": 0.0}, GPU_NODE], local=False)
+    assert result.errors == [] and result.notices == [] and result.jobs == gpu_jobs
+
+
+def test_too_many_cpus_is_refused_too(gpu_jobs):
+    big = [
+        job.__class__(**{**job.__dict__, "resources": job.resources.model_copy(update={"num_cpus": 16})})
+        for job in gpu_jobs
+    ]
+    assert check(big, [GPU_NODE], local=False).errors

@@ -1,0 +1,144 @@
+"""The six seed experiments load, and every class of bad spec is refused with file, field and reason."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jobs.loading import load_experiments
+
+SUITE = ["overfitting", "l1", "l2", "dropout", "batchnorm", "fashion"]
+
+
+def test_the_suite_loads_the_six_experiments_in_order(specs_dir):
+    loaded, errors = load_experiments([specs_dir])
+    assert errors == []
+    assert [item.experiment.name for item in loaded] == SUITE
+
+
+def test_the_seed_settings_are_kept(specs_dir):
+    loaded = {item.experiment.name: item.experiment for item in load_experiments([specs_dir])[0]}
+    overfitting = loaded["overfitting"]
+    basic, overfit = (overfitting.resolved_training(v) for v in overfitting.variants)
+    assert (basic.epochs, basic.batch_size, overfit.epochs, overfit.batch_size) == (20, 500, 150, 1000)
+    assert overfitting.dataset.num_words == 100
+    fashion = loaded["fashion"].training
+    assert (fashion.epochs, fashion.batch_size, fashion.metrics) == (40, 1000, ("accuracy",))
+    for name in ("l1", "l2", "dropout", "batchnorm"):
+        training = loaded[name].training
+        assert (training.epochs, training.batch_size, training.optimizer.name) == (20, 500, "adam")
+        assert training.validation == "test"
+    claim = loaded["fashion"].claims[0]
+    assert (claim.variant, claim.metric, claim.at_least) == ("develop", "accuracy", 0.86)
+
+
+def write(tmp_path: Path, text: str, name: str = "bad.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def l1_with(tmp_path: Path, edit) -> Path:
+    """specs/l1.yaml with one change applied to its parsed document."""
+    document = yaml.safe_load((Path(__file__).parent.parent / "specs" / "l1.yaml").read_text())
+    edit(document)
+    return write(tmp_path, yaml.safe_dump(document, sort_keys=False))
+
+
+def errors_of(path: Path) -> list[str]:
+    loaded, errors = load_experiments([path])
+    assert loaded == []
+    return [str(e) for e in errors]
+
+
+def set_layer(index, **fields):
+    def edit(document):
+        document["variants"][0]["layers"][index] = fields
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (set_layer(0, kind="dense", unit=256), "variants.0.layers.0: unknown key 'unit' (did you mean 'units'?)"),
+        (set_layer(0, kind="dropout", rate=1.5), "variants.0.layers.0.rate: Input should be less than 1"),
+        (set_layer(0, kind="dense", units=8, activation="rellu"), "'rellu' is not allowed (did you mean 'relu'?)"),
+        (set_layer(0, kind="dens", units=8), "unknown layer kind 'dens' (did you mean 'dense'?)"),
+        (set_layer(0, kind="dense", units=0), "variants.0.layers.0.units: Input should be greater than 0"),
+        (
+            set_layer(2, kind="dense", units=10, activation="softmax"),
+            "variants.0.layers.2: the output layer on imdb with binary_crossentropy must be dense(1, sigmoid); "
+            "got dense(10, softmax)",
+        ),
+        (
+            lambda d: d["claims"][0].update(lower_than="basc"),
+            "claims.0.lower_than: no variant named 'basc' (did you mean 'basic'?)",
+        ),
+        (lambda d: d["claims"][0].update(metric="acuracy"), "claims.0.metric: unknown metric 'acuracy'"),
+        (lambda d: d.update(headline_metric="f1"), "headline_metric: unknown metric 'f1'"),
+        (lambda d: d["training"].update(epochs=0), "training.epochs: Input should be greater than or equal to 1"),
+        (lambda d: d["training"].update(batch_size=0), "training.batch_size: Input should be greater than or equal"),
+        (lambda d: d["training"].update(loss="sparse_categorical_crossentropy"), "training.loss: imdb needs loss"),
+        (lambda d: d.update(variants=[]), "variants: Tuple should have at least 1 item"),
+        (lambda d: d["variants"][1].update(name="basic"), "variants.1.name: duplicate variant name 'basic'"),
+        (lambda d: d.update(name="../escape"), "name: String should match pattern"),
+        (lambda d: d.update(datset={"name": "imdb"}), "unknown key 'datset' (did you mean 'dataset'?)"),
+        (lambda d: d["dataset"].update(name="cifar"), "dataset: unknown dataset 'cifar'"),
+        (
+            lambda d: d.update(resources={"num_gpus": -1}),
+            "resources.num_gpus: Input should be greater than or equal to 0",
+        ),
+    ],
+)
+def test_bad_specs_are_refused_with_file_field_and_reason(tmp_path, edit, expected):
+    path = l1_with(tmp_path, edit)
+    errors = errors_of(path)
+    assert any(e.startswith(f"{path}: ") and expected in e for e in errors), errors
+
+
+def test_all_errors_of_a_file_are_reported_together(tmp_path):
+    def edit(document):
+        document["variants"][0]["layers"][0] = {"kind": "dense", "unit": 256}
+        document["variants"][1]["layers"][0]["activation"] = "rellu"
+
+    assert len(errors_of(l1_with(tmp_path, edit))) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "the file is empty"),
+        ("name: [unclosed\n", "not valid YAML"),
+        ("- just\n- a list\n", "expected a mapping"),
+    ],
+)
+def test_files_that_are_not_specs(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    (error,) = errors_of(path)
+    assert error.startswith(f"{path}: ") and expected in error
+
+
+def test_missing_file_and_empty_folder(tmp_path):
+    assert errors_of(tmp_path / "nope.yaml") == [f"{tmp_path / 'nope.yaml'}: no such file"]
+    assert "holds no *.yaml" in errors_of(tmp_path)[0]
+
+
+def test_a_suite_naming_a_missing_file(tmp_path):
+    path = write(tmp_path, "suite: s\nexperiments: [gone.yaml]\n", "suite.yaml")
+    assert errors_of(tmp_path) == [f"{path}: experiments.0: no such file 'gone.yaml'"]
+
+
+def test_two_files_defining_one_experiment(tmp_path, specs_dir):
+    (tmp_path / "a.yaml").write_text((specs_dir / "l1.yaml").read_text())
+    (tmp_path / "b.yaml").write_text((specs_dir / "l1.yaml").read_text())
+    _, errors = load_experiments([tmp_path])
+    assert [e.path for e in errors] == ["name"] and "also defined in" in errors[0].message
+
+
+def test_the_schema_forbids_unknown_keys_for_editors():
+    from jobs.spec import Experiment
+
+    schema = Experiment.model_json_schema()
+    assert schema["additionalProperties"] is False
+    assert {"name", "dataset", "variants", "training", "claims"} <= set(schema["properties"])

@@ -1,0 +1,88 @@
+"""The results store: round trip, atomic writes, finished means done + result, corrupt entries."""
+
+import json
+import os
+
+import pytest
+
+from jobs.store import Store, StoreCorrupt
+
+JOB = "0123456789abcdef"
+
+
+def test_round_trip_and_layout(tmp_path):
+    store = Store(str(tmp_path))
+    record = store.job(JOB)
+    assert record.status() is None and not record.is_done()
+    assert record.start({"id": JOB}) == 1
+    assert record.status()["state"] == "running" and not record.is_done()
+    record.finish({"loss": [1.0, 0.5]}, {"test": {"loss": 0.5}}, "log line")
+    assert record.is_done()
+    assert record.history() == {"loss": [1.0, 0.5]} and record.result() == {"test": {"loss": 0.5}}
+    assert (tmp_path / "jobs" / JOB / "log.txt").read_text() == "log line"
+    assert store.job_ids() == [JOB]
+    store.write_experiment("l1", {"jobs": []})
+    assert store.experiment_names() == ["l1"] and store.read_experiment("l1") == {"jobs": []}
+
+
+def test_a_second_attempt_counts_up_and_a_failure_keeps_its_traceback(tmp_path):
+    record = Store(str(tmp_path)).job(JOB)
+    record.start({})
+    record.fail("ValueError: bad", "Traceback ...\nValueError: bad", "epoch 1")
+    status = record.status()
+    assert (status["state"], status["attempt"], status["error"]) == ("failed", 1, "ValueError: bad")
+    assert "Traceback" in (tmp_path / "jobs" / JOB / "log.txt").read_text()
+    assert record.start({}) == 2
+
+
+def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path, monkeypatch):
+    store = Store(str(tmp_path))
+    path = store.path("experiments", "x.json")
+    store.write_json(path, {"v": 1})
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store.fs, "mv", crash)
+    with pytest.raises(OSError):
+        store.write_json(path, {"v": 2})
+    assert json.loads((tmp_path / "experiments" / "x.json").read_text()) == {"v": 1}  # old file intact
+
+
+def test_corrupt_entries_are_not_finished_and_are_named(tmp_path):
+    store = Store(str(tmp_path))
+    record = store.job(JOB)
+    record.start({})
+    record.finish({}, {"test": {}}, "")
+    (tmp_path / "jobs" / JOB / "result.json").write_text('{"test": ')  # truncated
+    assert not record.is_done()
+    with pytest.raises(StoreCorrupt, match=f"jobs/{JOB}/result.json: not valid JSON"):
+        record.result()
+    (tmp_path / "jobs" / JOB / "status.json").write_text("garbage")
+    assert record.status() == {"state": "corrupt"} and not record.is_done()
+
+
+def test_a_folder_without_a_result_is_not_finished(tmp_path):
+    os.makedirs(tmp_path / "jobs" / JOB)
+    assert not Store(str(tmp_path)).job(JOB).is_done()
+
+
+@pytest.mark.parametrize("bad", ["../../etc", "ABCDEF0123456789", "x", "0123456789abcdef/.."])
+def test_job_ids_cannot_name_paths_outside_the_store(tmp_path, bad):
+    with pytest.raises(ValueError):
+        Store(str(tmp_path)).job(bad)
+
+
+def test_experiment_names_cannot_name_paths_outside_the_store(tmp_path):
+    with pytest.raises(ValueError):
+        Store(str(tmp_path)).write_experiment("../x", {})
+
+
+def test_a_remote_uri_goes_through_fsspec(tmp_path):
+    store = Store("memory://regimen-test/results")
+    record = store.job(JOB)
+    record.start({"id": JOB})
+    record.finish({"loss": [1.0]}, {"test": {"loss": 1.0}}, "")
+    assert not store.local and record.is_done()
+    assert Store("memory://regimen-test/results").job_ids() == [JOB]
+    assert record.log_uri.startswith("memory://")
