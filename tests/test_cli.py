@@ -1,0 +1,111 @@
+"""The CLI as a user meets it: exit codes, one line per problem, no tracebacks."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jobs.cli import main
+
+ROOT = Path(__file__).parent.parent
+
+
+def regimen(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "jobs", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_validate_prints_the_six_experiments(capsys, in_root):
+    assert main(["validate"]) == 0
+    out = capsys.readouterr().out
+    for name, params in [("overfitting", "706,369"), ("batchnorm", "382,026"), ("fashion", "284,234")]:
+        assert name in out and params in out
+    assert "6 experiments valid" in out
+
+
+def test_plan_shows_ten_distinct_jobs(capsys, in_root, tmp_path):
+    assert main(["plan", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "10 distinct jobs for 11 (experiment, variant, seed) uses" in out
+    assert "l1, l2" in out  # the shared basic job
+
+
+def test_schema_is_json_schema(capsys):
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "Experiment" and "variants" in schema["properties"]
+
+
+BAD_INPUTS = {
+    "unit: 256": (
+        lambda d: d["variants"][0]["layers"].__setitem__(0, {"kind": "dense", "unit": 256}),
+        "variants.0.layers.0: unknown key 'unit' (did you mean 'units'?)",
+    ),
+    "rate 1.5": (
+        lambda d: d["variants"][0]["layers"].__setitem__(0, {"kind": "dropout", "rate": 1.5}),
+        "variants.0.layers.0.rate: Input should be less than 1",
+    ),
+    "rellu": (lambda d: d["variants"][0]["layers"][0].__setitem__("activation", "rellu"), "did you mean 'relu'?"),
+    "softmax on imdb": (
+        lambda d: d["variants"][0]["layers"].__setitem__(-1, {"kind": "dense", "units": 10, "activation": "softmax"}),
+        "must be dense(1, sigmoid); got dense(10, softmax)",
+    ),
+    "claim on a missing variant": (lambda d: d["claims"][0].__setitem__("variant", "l3"), "no variant named 'l3'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_specs_exit_2_with_one_line_and_no_traceback(tmp_path, case):
+    edit, expected = BAD_INPUTS[case]
+    document = yaml.safe_load((ROOT / "specs" / "l1.yaml").read_text())
+    edit(document)
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(yaml.safe_dump(document))
+    for command in ("validate", "run"):
+        done = (
+            regimen(command, str(spec), "--results", str(tmp_path / "r"))
+            if command == "run"
+            else regimen(command, str(spec))
+        )
+        assert done.returncode == 2, done
+        lines = done.stdout.splitlines()
+        assert lines[0].startswith(f"{spec}: ") and expected in lines[0]
+        assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "r").exists()  # nothing was run
+
+
+@pytest.mark.parametrize(("text", "expected"), [("", "the file is empty"), ("a: [b\n", "not valid YAML")])
+def test_files_that_are_not_specs_exit_2(tmp_path, text, expected):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(text)
+    done = regimen("validate", str(spec))
+    assert done.returncode == 2 and done.stdout.startswith(f"{spec}: ") and expected in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("args", [["run", "--seeds", "0"], ["run", "--max-epochs", "x"], ["frobnicate"]])
+def test_bad_arguments_exit_2(args):
+    done = regimen(*args)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "error:" in done.stderr
+
+
+def test_a_missing_dataset_stops_the_run_before_training(tmp_path, monkeypatch, capsys, in_root):
+    import keras
+
+    def offline(*args, **kwargs):
+        raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("REGIMEN_DATA_DIR", raising=False)
+    results = tmp_path / "results"
+    code = main(["run", "specs/l1.yaml", "specs/batchnorm.yaml", "--results", str(results), "--in-process"])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "dataset 'imdb' not found" in out and "dataset 'mnist' not found" in out
+    assert "--data-dir" in out and "make demo" in out and "nothing was trained" in out
+    assert not (results / "jobs").exists()

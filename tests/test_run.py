@@ -1,0 +1,155 @@
+"""`regimen run` end to end on a real local Ray: the six specs on synthetic data, reruns that skip
+finished jobs, a failing job that does not sink the suite, and a GPU request a cluster cannot meet."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jobs.store import Store
+
+ROOT = Path(__file__).parent.parent
+pytestmark = pytest.mark.ray
+
+
+def regimen(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "jobs", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def suite_results(tmp_path_factory):
+    results = tmp_path_factory.mktemp("suite")
+    done = regimen("run", "--synthetic", "--max-epochs", "1", "--results", str(results))
+    return results, done
+
+
+def test_the_six_specs_train_on_ray_and_fill_the_store(suite_results):
+    results, done = suite_results
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "10 jobs: 10 trained, 0 already stored, 0 failed" in done.stdout
+    assert "[10/10] done" in done.stdout  # plain progress lines when not a terminal
+    store = Store(str(results))
+    assert len(store.job_ids()) == 10 and all(store.job(j).is_done() for j in store.job_ids())
+    assert store.experiment_names() == sorted(["overfitting", "l1", "l2", "dropout", "batchnorm", "fashion"])
+    for job_id in store.job_ids():
+        record = store.job(job_id)
+        result, history = record.result(), record.history()
+        assert len(history["loss"]) == len(history["val_loss"]) == 1 == result["epochs_run"]
+        assert result["epochs_capped"] and result["data"]["synthetic"]
+        assert result["environment"]["intra_op_threads"] == 1 and result["environment"]["device"] == "CPU"
+        assert record.spec()["training"]["epochs"] == 1
+    l1 = store.read_experiment("l1")
+    l2 = store.read_experiment("l2")
+    basic = {j["job_id"] for j in l1["jobs"] + l2["jobs"] if j["variant"] == "basic"}
+    assert len(basic) == 1  # trained once, used by both
+    assert (results / "report" / "index.html").is_file()
+
+
+def test_a_rerun_retrains_nothing(suite_results):
+    results, _ = suite_results
+    started = time.monotonic()
+    done = regimen("run", "--synthetic", "--max-epochs", "1", "--results", str(results), "--no-report")
+    assert done.returncode == 0, done.stderr
+    assert "10 jobs: 0 trained, 10 already stored, 0 failed" in done.stdout
+    assert time.monotonic() - started < 30  # no Ray, no TensorFlow: nothing to start
+
+
+def test_force_retrains_and_seeds_add_jobs(suite_results):
+    results, _ = suite_results
+    done = regimen(
+        "run",
+        "specs/dropout.yaml",
+        "--synthetic",
+        "--max-epochs",
+        "1",
+        "--results",
+        str(results),
+        "--force",
+        "--no-report",
+    )
+    assert "2 jobs: 2 trained, 0 already stored" in done.stdout, done.stdout + done.stderr
+    done = regimen(
+        "run",
+        "specs/dropout.yaml",
+        "--synthetic",
+        "--max-epochs",
+        "1",
+        "--seeds",
+        "2",
+        "--results",
+        str(results),
+        "--no-report",
+    )
+    assert "4 jobs: 2 trained, 2 already stored" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_failing_job_does_not_sink_the_others(tmp_path):
+    done = regimen(
+        "run",
+        "tests/specs/diverges.yaml",
+        "specs/dropout.yaml",
+        "--synthetic",
+        "--max-epochs",
+        "2",
+        "--results",
+        str(tmp_path),
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "3 trained" in done.stdout and "1 failed" in done.stdout
+    failed_line = next(line for line in done.stdout.splitlines() if line.startswith("failed: diverges/exploding"))
+    assert "diverged at epoch 1" in failed_line and "log.txt" in failed_line
+    store = Store(str(tmp_path))
+    states = sorted(store.job(j).status()["state"] for j in store.job_ids())
+    assert states == ["done", "done", "done", "failed"]
+    failed = next(store.job(j) for j in store.job_ids() if store.job(j).status()["state"] == "failed")
+    assert "Diverged" in failed.status()["traceback"] and "diverged" in Path(failed.log_uri).read_text()
+    again = regimen(
+        "run",
+        "tests/specs/diverges.yaml",
+        "--synthetic",
+        "--max-epochs",
+        "2",
+        "--results",
+        str(tmp_path),
+        "--no-report",
+    )
+    assert "1 trained" not in again.stdout and "1 failed" in again.stdout  # the failed job was retried
+    assert json.loads((tmp_path / "jobs" / failed.id / "status.json").read_text())["attempt"] == 2
+
+
+def test_a_gpu_request_on_a_cluster_without_gpus_fails_fast(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0})
+    try:
+        spec = tmp_path / "gpu.yaml"
+        spec.write_text((ROOT / "specs" / "dropout.yaml").read_text() + "resources: {num_gpus: 0.25}\n")
+        started = time.monotonic()
+        done = regimen("run", str(spec), "--synthetic", "--address", cluster.address, "--results", str(tmp_path))
+        assert time.monotonic() - started <= 20
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "dropout/basic/s0" in done.stdout and "num_gpus=0.25" in done.stdout
+        assert "node 1: CPU 1, GPU 0" in done.stdout and "nothing was trained" in done.stdout
+    finally:
+        cluster.shutdown()
+
+
+def test_a_gpu_request_on_this_machine_runs_on_cpu_after_a_notice(tmp_path):
+    spec = tmp_path / "gpu.yaml"
+    spec.write_text((ROOT / "specs" / "dropout.yaml").read_text() + "resources: {num_gpus: 0.5}\n")
+    done = regimen("run", str(spec), "--synthetic", "--max-epochs", "1", "--results", str(tmp_path), "--no-report")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "notice: 2 job(s) ask for a GPU but this machine has none: running them on CPU" in done.stdout
+    refused = regimen("run", str(spec), "--synthetic", "--require-gpu", "--force", "--results", str(tmp_path))
+    assert refused.returncode == 2 and "--require-gpu" in refused.stdout
