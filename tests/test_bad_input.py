@@ -1,0 +1,148 @@
+"""Bad input anywhere gets one clear line and exit 2 (or a failed job), never a traceback, and never
+costs a stored result."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jobs.loading import load_experiments, validate_document
+from jobs.spec import Experiment
+
+ROOT = Path(__file__).parent.parent
+VALID = yaml.safe_load((ROOT / "specs" / "fashion.yaml").read_text())
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(allow_nan=True), st.text(max_size=12)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def paths_of(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from paths_of(value, (*prefix, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from paths_of(value, (*prefix, i))
+
+
+ALL_PATHS = [p for p in paths_of(VALID) if p]
+
+
+def replaced(document, path, value):
+    copy = json.loads(json.dumps(document))
+    node = copy
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    return copy
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(ALL_PATHS), values), min_size=1, max_size=3))
+def test_validate_never_crashes_on_mutated_specs(mutations):
+    document = VALID
+    for path, value in mutations:
+        try:
+            document = replaced(document, path, value)
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier mutation removed this path
+    experiment, errors = validate_document(Experiment, document, "spec.yaml")
+    if not errors:  # a validated experiment or errors, never an exception
+        assert isinstance(experiment, Experiment)
+    for error in errors:
+        assert str(error).startswith("spec.yaml: ") and "\n" not in error.message
+
+
+@settings(max_examples=200, deadline=None)
+@given(values)
+def test_validate_never_crashes_on_arbitrary_documents(document):
+    experiment, errors = validate_document(Experiment, document, "spec.yaml")
+    assert experiment is None and errors
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_are_refused_cleanly(tmp_path_factory, content):
+    path = tmp_path_factory.mktemp("bytes") / "spec.yaml"
+    path.write_bytes(content)
+    loaded, errors = load_experiments([path])
+    assert not loaded and errors and all(str(e).startswith(str(path)) for e in errors)
+
+
+def regimen(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "jobs", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_missing_spec_paths_and_folders(tmp_path):
+    done = regimen("validate", str(tmp_path / "nope.yaml"), str(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{tmp_path / 'nope.yaml'}: no such file" in done.stdout and "holds no *.yaml" in done.stdout
+
+
+def test_a_truncated_dataset_file_refuses_the_run_in_one_line(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    arrays = {k: rng.integers(0, 255, (5, 28, 28), dtype=np.uint8) for k in ("x_train", "x_test")}
+    np.savez(data / "mnist.npz", y_train=np.arange(5), y_test=np.arange(5), **arrays)
+    (data / "mnist.npz").write_bytes((data / "mnist.npz").read_bytes()[:300])
+    done = regimen("run", "specs/batchnorm.yaml", "--data-dir", str(data), "--results", str(tmp_path / "r"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{data / 'mnist.npz'}: not a readable .npz file" in done.stdout and "nothing was trained" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "r" / "jobs").exists()
+
+
+def test_a_missing_data_dir_is_one_line(tmp_path):
+    done = regimen("run", "specs/batchnorm.yaml", "--data-dir", str(tmp_path / "none"))
+    assert done.returncode == 2 and done.stdout.strip() == f"--data-dir: no such folder '{tmp_path / 'none'}'"
+
+
+def test_a_corrupt_store_entry_is_retrained_and_the_rest_kept(tmp_path):
+    results = tmp_path / "results"
+    first = regimen(
+        "run",
+        "specs/dropout.yaml",
+        "--synthetic",
+        "--max-epochs",
+        "1",
+        "--results",
+        str(results),
+        "--in-process",
+        "--no-report",
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    jobs = sorted((results / "jobs").iterdir())
+    kept = json.loads((jobs[1] / "result.json").read_text())
+    (jobs[0] / "result.json").write_text('{"test": {"loss": 0.')  # truncated
+    shutil.rmtree(jobs[0] / "checkpoint", ignore_errors=True)
+    (results / "experiments" / "dropout.json").write_text("{")
+    report = regimen("report", "--results", str(results))
+    assert report.returncode == 0 and "Traceback" not in report.stderr, report.stdout + report.stderr
+    again = regimen(
+        "run",
+        "specs/dropout.yaml",
+        "--synthetic",
+        "--max-epochs",
+        "1",
+        "--results",
+        str(results),
+        "--in-process",
+        "--no-report",
+    )
+    assert again.returncode == 0 and "1 trained, 1 already stored" in again.stdout, again.stdout + again.stderr
+    assert json.loads((jobs[1] / "result.json").read_text()) == kept  # the finished job was not touched
+    assert json.loads((jobs[0] / "result.json").read_text())["epochs_run"] == 1

@@ -1,0 +1,199 @@
+"""Nothing is lost when a job, a node or the driver dies: jobs resume after their last finished epoch,
+with no epoch missing or repeated, and finished jobs are never retrained."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jobs.data import synthetic
+from jobs.loading import load_experiments
+from jobs.plan import expand
+from jobs.store import Store
+from jobs.worker import JobFailed, train
+
+ROOT = Path(__file__).parent.parent
+
+
+def dropout_jobs(epochs: int):
+    (item,), _ = load_experiments([ROOT / "specs" / "dropout.yaml"])
+    return expand([item.experiment], synthetic=True, max_epochs=epochs)
+
+
+def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
+    job = dropout_jobs(5)[0]
+    data = synthetic(job.dataset, train=500, test=200)
+    store = Store(str(tmp_path))
+    store.job(job.id).start(job.describe())
+
+    def die_after_epoch_3(job_id, epoch, epochs, logs):
+        if epoch == 3:  # history of epoch 3 is stored, its checkpoint is not: the worst moment
+            raise RuntimeError("node lost")
+
+    with pytest.raises(JobFailed):
+        train(job, data, str(tmp_path), die_after_epoch_3)
+    assert len(store.job(job.id).history()["loss"]) == 3
+    output = train(job, data, str(tmp_path))
+    assert "resumed after epoch 2 from the checkpoint" in output["log"]  # one epoch redone
+    history = output["history"]
+    assert all(len(values) == 5 for values in history.values()), history
+    assert output["result"]["epochs_run"] == 5
+    assert not Path(store.job(job.id).checkpoint_dir).exists() or not any(
+        Path(store.job(job.id).checkpoint_dir).iterdir()
+    )  # Keras removes the backup once the fit has finished
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def epochs_stored(results: Path) -> dict[str, int]:
+    found = {}
+    for folder in (results / "jobs").glob("*"):
+        try:
+            found[folder.name] = len(json.loads((folder / "history.json").read_text()).get("loss", []))
+        except (FileNotFoundError, ValueError):
+            found[folder.name] = 0
+    return found
+
+
+def start_run(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobs", "run", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+
+
+def resumed_jobs(results: Path) -> dict[str, str]:
+    return {
+        folder.name: line
+        for folder in (results / "jobs").glob("*")
+        if (folder / "log.txt").exists()
+        for line in (folder / "log.txt").read_text().splitlines()
+        if "resumed after epoch" in line
+    }
+
+
+@pytest.mark.ray
+def test_node_loss_mid_job_is_retried_on_another_node_and_resumes(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    fast_failure_detection = {
+        "health_check_period_ms": 500,
+        "health_check_timeout_ms": 500,
+        "health_check_failure_threshold": 3,
+    }
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "_system_config": fast_failure_detection},
+    )
+    worker = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    results = tmp_path / "results"
+    run = start_run(
+        "specs/dropout.yaml",
+        "--synthetic",
+        "--max-epochs",
+        "12",
+        "--address",
+        cluster.address,
+        "--results",
+        str(results),
+        "--no-report",
+    )
+    try:
+        wait_for(
+            lambda: len(epochs_stored(results)) == 2 and min(epochs_stored(results).values()) >= 2,
+            240,
+            "both jobs to finish two epochs, one on each node",
+        )
+        cluster.remove_node(worker, allow_graceful=False)  # the raylet and its workers die mid-job
+        output, _ = run.communicate(timeout=600)
+    finally:
+        run.kill()
+        cluster.shutdown()
+    assert run.returncode == 0, output
+    assert "2 jobs: 2 trained" in output
+    store = Store(str(results))
+    for job_id in store.job_ids():
+        history = store.job(job_id).history()
+        assert all(len(values) == 12 for values in history.values()), (job_id, history)
+    (line,) = resumed_jobs(results).values()  # exactly the job on the lost node resumed
+    assert "from the checkpoint" in line
+
+
+@pytest.mark.ray
+def test_driver_killed_then_rerun_retrains_nothing_finished_and_resumes_the_rest(tmp_path):
+    results = tmp_path / "results"
+    args = (
+        "specs/dropout.yaml",
+        "tests/specs/diverges.yaml",
+        "--synthetic",
+        "--max-epochs",
+        "10",
+        "--results",
+        str(results),
+        "--no-report",
+    )
+    run = start_run(*args)
+    store = Store(str(results))
+
+    def one_done_one_midway():
+        done = [j for j in store.job_ids() if store.job(j).is_done()]
+        return done and any(n >= 2 and j not in done for j, n in epochs_stored(results).items())
+
+    try:
+        wait_for(one_done_one_midway, 300, "a finished job and another past epoch 2")
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)  # the driver and everything it started: no cleanup at all
+        run.wait()
+    finished = {j: store.job(j).result() for j in store.job_ids() if store.job(j).is_done()}
+    time.sleep(2)
+    again = start_run(*args)
+    output, _ = again.communicate(timeout=600)
+    assert again.returncode == 1, output  # the diverging job fails, by design
+    assert f"{len(finished)} already stored" in output
+    for job_id, result in finished.items():
+        assert store.job(job_id).result() == result  # never retrained
+    assert resumed_jobs(results), output
+    for job_id in store.job_ids():
+        record = store.job(job_id)
+        if record.is_done():
+            assert all(len(v) == record.result()["epochs"] for v in record.history().values())
+
+
+@pytest.mark.ray
+def test_ctrl_c_cancels_and_says_how_to_resume(tmp_path):
+    results = tmp_path / "results"
+    run = start_run("specs/dropout.yaml", "--synthetic", "--max-epochs", "30", "--results", str(results), "--no-report")
+    try:
+        wait_for(
+            lambda: max(epochs_stored(results).values(), default=0) >= 1 if (results / "jobs").exists() else False,
+            240,
+            "a job to finish one epoch",
+        )
+        run.send_signal(signal.SIGINT)
+        output, _ = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 130, output
+    assert "interrupted" in output and "run the same command again to resume" in output
+    assert "Traceback" not in output
+    store = Store(str(results))
+    for job_id in store.job_ids():
+        assert store.job(job_id).status()["state"] in ("running", "done")  # consistent, readable
