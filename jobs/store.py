@@ -167,6 +167,9 @@ class JobRecord:
         for name in ("status.json", "history.json", "result.json"):
             if self.store.fs.exists(self.file(name)):
                 self.store.fs.rm(self.file(name))
+        self._drop_checkpoint()
+
+    def _drop_checkpoint(self) -> None:
         if self.store.fs.exists(self.checkpoint_dir):
             self.store.fs.rm(self.checkpoint_dir, recursive=True)
 
@@ -183,6 +186,7 @@ class JobRecord:
         self.store.write_json(self.file("result.json"), result)
         self.store.write_bytes(self.file("log.txt"), log.encode())
         self.store.write_json(self.file("status.json"), {"state": "done", "attempt": self.attempts(), "updated": now()})
+        self._drop_checkpoint()
 
     def fail(self, error: str, traceback: str, log: str, history: dict | None = None) -> None:
         if history:

@@ -44,6 +44,10 @@ class Diverged(Exception):
     """The loss became NaN or infinite: a result of the job, not a failure to retry."""
 
 
+class Superseded(Exception):
+    """A newer run started this job again (this process outlived its driver): stop before writing more."""
+
+
 def configure_tensorflow(num_cpus: float, num_gpus: float, gpu_memory_mb: int | None) -> dict:
     """Threads from the task's CPUs; GPU visibility, memory cap or growth. Must run before TF computes."""
     import tensorflow as tf
@@ -114,6 +118,8 @@ def _checkpoint_dir(record: JobRecord) -> str:
 def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: list[str]):
     import keras
 
+    attempt = record.attempts()
+
     class StoreHistory(keras.callbacks.Callback):
         """Keeps the history of every finished epoch in the store, trimmed to what the checkpoint restored."""
 
@@ -127,6 +133,8 @@ def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: 
                     log.append(f"{now()} resumed after epoch {epoch} from the checkpoint")
 
         def on_epoch_end(self, epoch, logs=None):
+            if record.attempts() != attempt:
+                raise Superseded(f"attempt {record.attempts()} of this job started; attempt {attempt} stops")
             logs = {k: float(v) for k, v in (logs or {}).items()}
             for key, value in logs.items():
                 self.history.setdefault(key, []).append(value)
@@ -139,9 +147,11 @@ def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: 
             if report is not None:
                 report(job.id, epoch + 1, job.training.epochs, logs)
 
-    store_history = StoreHistory()
-    backup = keras.callbacks.BackupAndRestore(_checkpoint_dir(record))
-    return store_history, [store_history, backup]  # history first: a diverged epoch is never backed up
+    store_history = StoreHistory()  # first: the checks above run before the epoch is backed up
+    # Kept after the fit: a process that finishes but cannot deliver its result (its driver died) leaves
+    # a checkpoint from which the next run evaluates at once. The store drops it once the result is in.
+    backup = keras.callbacks.BackupAndRestore(_checkpoint_dir(record), delete_checkpoint=False)
+    return store_history, [store_history, backup]
 
 
 def train(job: Job, data: Arrays, store_uri: str, report: ProgressReport | None = None) -> dict:
@@ -177,8 +187,10 @@ def train(job: Job, data: Arrays, store_uri: str, report: ProgressReport | None 
             data.x_test, data.y_test, batch_size=max(job.training.batch_size, 1000), verbose=0, return_dict=True
         )
         evaluate_s = time.perf_counter() - evaluate_clock
-        # None only when the checkpoint restored a finished fit: every epoch is already in the store
-        history = store_history.history if store_history.history is not None else record.history() or {}
+        history = store_history.history
+        if history is None:  # the checkpoint restored a finished fit: every epoch is in the store already
+            history = record.history() or {}
+            log.append(f"{now()} resumed after epoch {len(history.get('loss', []))} from the checkpoint")
         epochs_run = len(history.get("loss", []))
         log.append(f"{now()} test " + " ".join(f"{k}={v:.4g}" for k, v in test.items()))
         result = {
