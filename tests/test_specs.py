@@ -79,6 +79,18 @@ def set_layer(index, **fields):
         (lambda d: d.update(headline_metric="f1"), "headline_metric: unknown metric 'f1'"),
         (lambda d: d["training"].update(epochs=0), "training.epochs: Input should be greater than or equal to 1"),
         (lambda d: d["training"].update(batch_size=0), "training.batch_size: Input should be greater than or equal"),
+        (lambda d: d["training"].update(epochs=10**9), "training.epochs: Input should be less than or equal to 100000"),
+        (lambda d: d["training"].update(epochs="ten"), "training.epochs: Input should be a valid integer"),
+        (
+            set_layer(0, kind="dropout", rate=-0.1),
+            "variants.0.layers.0.rate: Input should be greater than or equal to 0",
+        ),
+        (
+            set_layer(0, kind="dense", units=8, kernel_regularizer={"l1": -1}),
+            "variants.0.layers.0.kernel_regularizer.l1: Input should be greater than or equal to 0",
+        ),
+        (lambda d: d["variants"][0].update(name="a/b"), "variants.0.name: String should match pattern"),
+        (lambda d: d.update(seeds=0), "seeds: Input should be greater than or equal to 1"),
         (lambda d: d["training"].update(loss="sparse_categorical_crossentropy"), "training.loss: imdb needs loss"),
         (lambda d: d.update(variants=[]), "variants: Tuple should have at least 1 item"),
         (lambda d: d["variants"][1].update(name="basic"), "variants.1.name: duplicate variant name 'basic'"),
