@@ -7,6 +7,7 @@ import time
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from jobs.executors import Outcome
 from jobs.plan import Job
@@ -82,8 +83,8 @@ class Progress:
             self.done += 1
         line = outcome_line(outcome)
         if self.live is not None:
-            self.live.console.print(line, markup=False)
             self.live.update(self._view())
+            self.live.console.print(line, markup=False)
         else:
             self.console.print(f"[{self.done + self.failed}/{len(self.jobs)}] {line}", markup=False)
 
@@ -93,4 +94,4 @@ class Progress:
             table.add_column(column)
         for jid, info in sorted(self.running.items(), key=lambda item: self.jobs[item[0]].label):
             table.add_row(self.jobs[jid].label, jid, f"{info['epoch']}/{info['epochs']}", _metrics(info["logs"]))
-        return Group(f"[bold]{self.counts()}[/bold]", table)
+        return Group(Text(self.counts(), style="bold"), table)

@@ -8,8 +8,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("RAY_AUTH_MODE", os.environ.get("RAY_AUTH_MODE", "token"))
 
-ROOT = Path(__file__).resolve().parent.parent
-SPECS = ROOT / "specs"
+from helpers import ROOT, SPECS
 
 
 @pytest.fixture

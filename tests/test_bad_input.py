@@ -3,19 +3,16 @@ costs a stored result."""
 
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import yaml
+from helpers import ROOT, regimen
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs.loading import load_experiments, validate_document
 from jobs.spec import Experiment
 
-ROOT = Path(__file__).parent.parent
 VALID = yaml.safe_load((ROOT / "specs" / "fashion.yaml").read_text())
 
 scalars = st.one_of(
@@ -80,10 +77,6 @@ def test_arbitrary_bytes_are_refused_cleanly(tmp_path_factory, content):
     path.write_bytes(content)
     loaded, errors = load_experiments([path])
     assert not loaded and errors and all(str(e).startswith(str(path)) for e in errors)
-
-
-def regimen(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jobs", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def test_missing_spec_paths_and_folders(tmp_path):

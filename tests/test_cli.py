@@ -1,22 +1,12 @@
 """The CLI as a user meets it: exit codes, one line per problem, no tracebacks."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ROOT, regimen
 
 from jobs.cli import main
-
-ROOT = Path(__file__).parent.parent
-
-
-def regimen(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "jobs", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def test_validate_prints_the_six_experiments(capsys, in_root):

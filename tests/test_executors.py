@@ -5,13 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SPECS
 
 from jobs.data import Arrays, synthetic
 from jobs.executors import InProcessExecutor, RayExecutor
 from jobs.loading import load_experiments
 from jobs.plan import data_key, expand
-
-SPECS = Path(__file__).parent.parent / "specs"
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from jobs.data import synthetic
 from jobs.loading import load_experiments
 from jobs.plan import expand
 from jobs.store import Store
 from jobs.worker import JobFailed, train
-
-ROOT = Path(__file__).parent.parent
 
 
 def dropout_jobs(epochs: int):

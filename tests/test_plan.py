@@ -1,13 +1,10 @@
 """Jobs: one per variant and seed, ids from what changes the result, identical jobs merged."""
 
-from pathlib import Path
-
 import pytest
+from helpers import SPECS
 
 from jobs.loading import load_experiments
 from jobs.plan import expand, job_id
-
-SPECS = Path(__file__).parent.parent / "specs"
 
 
 @pytest.fixture(scope="module")

@@ -9,22 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, regimen
 
 from jobs.store import Store
 
-ROOT = Path(__file__).parent.parent
 pytestmark = pytest.mark.ray
-
-
-def regimen(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "jobs", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,21 @@
+"""What several test modules share: the repository's paths and the CLI run as a user runs it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+
+
+def regimen(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """``python -m jobs ARGS`` from the repository root, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobs", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
