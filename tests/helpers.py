@@ -19,3 +19,12 @@ def regimen(*args: str, env: dict | None = None, timeout: float = 900) -> subpro
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def smoke_run(
+    results: Path, *extra: str, specs: tuple[str, ...] = ("specs/dropout.yaml",), env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """A one-epoch synthetic run of ``specs`` into ``results``, without the report."""
+    return regimen(
+        "run", *specs, "--synthetic", "--max-epochs", "1", "--results", str(results), "--no-report", *extra, env=env
+    )

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import yaml
-from helpers import ROOT, regimen
+from helpers import ROOT, regimen, smoke_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -106,17 +106,7 @@ def test_a_missing_data_dir_is_one_line(tmp_path):
 
 def test_a_corrupt_store_entry_is_retrained_and_the_rest_kept(tmp_path):
     results = tmp_path / "results"
-    first = regimen(
-        "run",
-        "specs/dropout.yaml",
-        "--synthetic",
-        "--max-epochs",
-        "1",
-        "--results",
-        str(results),
-        "--in-process",
-        "--no-report",
-    )
+    first = smoke_run(results, "--in-process")
     assert first.returncode == 0, first.stdout + first.stderr
     jobs = sorted((results / "jobs").iterdir())
     kept = json.loads((jobs[1] / "result.json").read_text())
@@ -125,17 +115,7 @@ def test_a_corrupt_store_entry_is_retrained_and_the_rest_kept(tmp_path):
     (results / "experiments" / "dropout.json").write_text("{")
     report = regimen("report", "--results", str(results))
     assert report.returncode == 0 and "Traceback" not in report.stderr, report.stdout + report.stderr
-    again = regimen(
-        "run",
-        "specs/dropout.yaml",
-        "--synthetic",
-        "--max-epochs",
-        "1",
-        "--results",
-        str(results),
-        "--in-process",
-        "--no-report",
-    )
+    again = smoke_run(results, "--in-process")
     assert again.returncode == 0 and "1 trained, 1 already stored" in again.stdout, again.stdout + again.stderr
     assert json.loads((jobs[1] / "result.json").read_text()) == kept  # the finished job was not touched
     assert json.loads((jobs[0] / "result.json").read_text())["epochs_run"] == 1

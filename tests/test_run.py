@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, regimen
+from helpers import ROOT, regimen, smoke_run
 
 from jobs.store import Store
 
@@ -56,30 +56,9 @@ def test_a_rerun_retrains_nothing(suite_results):
 
 def test_force_retrains_and_seeds_add_jobs(suite_results):
     results, _ = suite_results
-    done = regimen(
-        "run",
-        "specs/dropout.yaml",
-        "--synthetic",
-        "--max-epochs",
-        "1",
-        "--results",
-        str(results),
-        "--force",
-        "--no-report",
-    )
+    done = smoke_run(results, "--force")
     assert "2 jobs: 2 trained, 0 already stored" in done.stdout, done.stdout + done.stderr
-    done = regimen(
-        "run",
-        "specs/dropout.yaml",
-        "--synthetic",
-        "--max-epochs",
-        "1",
-        "--seeds",
-        "2",
-        "--results",
-        str(results),
-        "--no-report",
-    )
+    done = smoke_run(results, "--seeds", "2")
     assert "4 jobs: 2 trained, 2 already stored" in done.stdout, done.stdout + done.stderr
 
 
@@ -131,17 +110,7 @@ def test_a_gpu_request_on_a_cluster_without_gpus_fails_fast(tmp_path):
         assert "dropout/basic/s0" in done.stdout and "num_gpus=0.25" in done.stdout
         assert "node 1: CPU 1, GPU 0" in done.stdout and "nothing was trained" in done.stdout
         # With that cluster still up, a run without an address starts its own private Ray beside it
-        local = regimen(
-            "run",
-            "specs/dropout.yaml",
-            "--synthetic",
-            "--max-epochs",
-            "1",
-            "--results",
-            str(tmp_path / "local"),
-            "--no-report",
-            env={"RAY_ADDRESS": ""},
-        )
+        local = smoke_run(tmp_path / "local", env={"RAY_ADDRESS": ""})
         assert local.returncode == 0 and "2 trained" in local.stdout, local.stdout + local.stderr
     finally:
         cluster.shutdown()
