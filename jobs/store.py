@@ -20,6 +20,7 @@ import json
 import re
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -168,6 +169,23 @@ class JobRecord:
             if self.store.fs.exists(self.file(name)):
                 self.store.fs.rm(self.file(name))
         self._drop_checkpoint()
+
+    def upload_checkpoint(self, folder: str) -> None:
+        """Copy a local checkpoint folder into the store (for stores Keras cannot write directly)."""
+        for file in Path(folder).rglob("*"):
+            if file.is_file():
+                self.store.write_bytes(
+                    f"{self.checkpoint_dir}/{file.relative_to(folder).as_posix()}", file.read_bytes()
+                )
+
+    def download_checkpoint(self, folder: str) -> None:
+        """Copy the stored checkpoint, if any, into a local folder."""
+        if not self.store.fs.exists(self.checkpoint_dir):
+            return
+        for remote in self.store.fs.find(self.checkpoint_dir):
+            local = Path(folder) / remote[len(self.checkpoint_dir) :].lstrip("/")
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(self.store.fs.cat_file(remote))
 
     def _drop_checkpoint(self) -> None:
         if self.store.fs.exists(self.checkpoint_dir):

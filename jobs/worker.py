@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 import os
 import platform
+import shutil
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -110,11 +112,6 @@ def environment(num_cpus: float, num_gpus: float) -> dict:
     }
 
 
-def _checkpoint_dir(record: JobRecord) -> str:
-    """A path BackupAndRestore can write: local folders, or URIs TensorFlow's file system knows (gs://)."""
-    return record.checkpoint_dir if record.store.local else record.store.uri_of("jobs", record.id, "checkpoint")
-
-
 def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: list[str]):
     import keras
 
@@ -148,17 +145,24 @@ def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: 
                 report(job.id, epoch + 1, job.training.epochs, logs)
 
     store_history = StoreHistory()  # first: the checks above run before the epoch is backed up
+    scratch = None
+    if record.store.local:
+        folder, mirror = record.checkpoint_dir, []
+    else:  # Keras writes local files; a copy in the bucket lets a retry on any node resume
+        folder = scratch = tempfile.mkdtemp(prefix=f"regimen-{record.id}-")
+        record.download_checkpoint(folder)
+        mirror = [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: record.upload_checkpoint(folder))]
     # Kept after the fit: a process that finishes but cannot deliver its result (its driver died) leaves
     # a checkpoint from which the next run evaluates at once. The store drops it once the result is in.
-    backup = keras.callbacks.BackupAndRestore(_checkpoint_dir(record), delete_checkpoint=False)
-    return store_history, [store_history, backup]
+    backup = keras.callbacks.BackupAndRestore(folder, delete_checkpoint=False)
+    return store_history, [store_history, backup, *mirror], scratch
 
 
 def train(job: Job, data: Arrays, store_uri: str, report: ProgressReport | None = None) -> dict:
     """Train ``job`` on ``data``; returns ``{"history", "result", "log"}`` or raises :class:`JobFailed`."""
     log: list[str] = [f"{now()} job {job.id} ({job.label}) on {socket.gethostname()}"]
     record = Store(store_uri).job(job.id)
-    store_history = None
+    store_history = scratch = None
     try:
         started, clock = now(), time.perf_counter()
         resources = job.resources
@@ -169,7 +173,7 @@ def train(job: Job, data: Arrays, store_uri: str, report: ProgressReport | None 
 
         keras.utils.set_random_seed(job.seed)
         model = build_model(job.dataset, job.layers, job.training, name=job.id)
-        store_history, callbacks = _callbacks(job, record, report, log)
+        store_history, callbacks, scratch = _callbacks(job, record, report, log)
         x_train, y_train, x_val, y_val = _splits(job, data)
         fit_clock = time.perf_counter()
         model.fit(
@@ -220,6 +224,9 @@ def train(job: Job, data: Arrays, store_uri: str, report: ProgressReport | None 
             reason = f"{type(error).__name__}: {reason}"
         history = store_history.history if store_history is not None else None
         raise JobFailed(reason, traceback.format_exc(), "\n".join(log), history) from None
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _splits(job: Job, data: Arrays):

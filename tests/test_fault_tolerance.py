@@ -51,6 +51,28 @@ def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
     assert "resumed" not in restored["log"] and len(restored["history"]["loss"]) == 5
 
 
+def test_a_bucket_store_keeps_the_checkpoint_for_a_retry_on_any_node():
+    """A store Keras cannot write (s3://, here fsspec's memory://) gets a copy after every epoch."""
+    job = dropout_jobs(4)[0]
+    data = synthetic(job.dataset, train=500, test=200)
+    uri = "memory://regimen-bucket/results"
+    record = Store(uri).job(job.id)
+    record.start(job.describe())
+
+    def die_after_epoch_2(job_id, epoch, epochs, logs):
+        if epoch == 2:
+            raise RuntimeError("preempted")
+
+    with pytest.raises(JobFailed):
+        train(job, data, uri, die_after_epoch_2)
+    assert record.store.fs.find(record.checkpoint_dir)  # the epoch-1 backup is in the bucket
+    output = train(job, data, uri)  # a fresh local folder: everything comes from the bucket
+    assert "resumed after epoch 1 from the checkpoint" in output["log"]
+    assert all(len(values) == 4 for values in output["history"].values())
+    record.finish(output["history"], output["result"], output["log"])
+    assert not record.store.fs.exists(record.checkpoint_dir)
+
+
 def test_a_job_outliving_its_driver_stops_once_a_newer_attempt_starts(tmp_path):
     job = dropout_jobs(5)[0]
     data = synthetic(job.dataset, train=500, test=200)
