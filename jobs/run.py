@@ -18,7 +18,7 @@ from jobs.loading import LoadedExperiment
 from jobs.plan import Job, data_key, expand
 from jobs.progress import Progress
 from jobs.resources import check
-from jobs.store import Store, StoreCorrupt, now
+from jobs.store import Store, now
 
 
 class RunRefused(Exception):
@@ -131,38 +131,31 @@ def persist(store: Store, outcome: Outcome) -> None:
         record.fail(failure.reason, failure.details, failure.log, failure.history)
 
 
-def execute(
-    experiments: list[LoadedExperiment],
-    options: RunOptions,
-    console: Console,
-    executor: Executor | None = None,
-) -> RunSummary:
+def start_executor(options: RunOptions) -> tuple[Executor, list[dict[str, float]], bool]:
+    """The executor, the resources of the nodes it runs on, and whether those are this machine."""
+    if options.executor == "ray":
+        local = connect_ray(options.address)
+        return RayExecutor(), alive_nodes(), local
+    return InProcessExecutor(), [{"CPU": float(os.cpu_count() or 1), "GPU": 0.0}], True
+
+
+def execute(experiments: list[LoadedExperiment], options: RunOptions, console: Console) -> RunSummary:
     """Plan, check, dispatch and persist; raises :class:`RunRefused` before training when it cannot start."""
     store = Store(options.results)
     jobs = expand([e.experiment for e in experiments], options.seeds, options.synthetic, options.max_epochs)
-    try:
-        to_run, finished = pending_jobs(jobs, store, options.force)
-    except StoreCorrupt as error:
-        raise RunRefused([str(error)]) from None
+    to_run, finished = pending_jobs(jobs, store, options.force)
     summary = RunSummary(planned=len(jobs), skipped=len(finished))
     for order, loaded in enumerate(experiments):
         store.write_experiment(loaded.experiment.name, manifest(loaded, order, jobs, options))
     if not to_run:
         return summary
     datasets = load_datasets(to_run, options.data_dir)
-    if executor is None:
-        local = options.address is None and not os.environ.get("RAY_ADDRESS")
-        if options.executor == "ray":
-            local = connect_ray(options.address)
-            nodes = alive_nodes()
-        else:
-            nodes = [{"CPU": float(os.cpu_count() or 1), "GPU": 0.0}]
-        feasibility = check(to_run, nodes, local, options.require_gpu)
-        if feasibility.errors:
-            raise RunRefused([*feasibility.errors, "nothing was trained"])
-        summary.notices += feasibility.notices
-        to_run = feasibility.jobs
-        executor = RayExecutor() if options.executor == "ray" else InProcessExecutor()
+    executor, nodes, local = start_executor(options)
+    feasibility = check(to_run, nodes, local, options.require_gpu)
+    if feasibility.errors:
+        raise RunRefused([*feasibility.errors, "nothing was trained"])
+    summary.notices += feasibility.notices
+    to_run = feasibility.jobs
     for notice in summary.notices:
         console.print(f"notice: {notice}")
     for job in to_run:
