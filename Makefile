@@ -8,7 +8,7 @@ RESULTS ?= results
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint run demo report validate plan data lock browser clean
+.PHONY: help install test lint run demo report validate plan data bench lock browser clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ help: ## list the targets
 $(INSTALLED): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,cloud]'
 	touch $@
 
 install: $(INSTALLED) ## create .venv and install Regimen with pinned dependencies
@@ -52,6 +52,9 @@ plan: $(INSTALLED) ## list the jobs a run would start
 data: $(INSTALLED) ## where each dataset is found; DIR=path stages real MNIST and Fashion-MNIST there (offline)
 	@if [ -n "$(DIR)" ]; then ../shared/data/stage-offline-data "$(DIR)"; fi
 	$(BIN)/regimen data $(if $(DIR),--data-dir $(DIR))
+
+bench: $(INSTALLED) ## time the speed targets: demo, rerun, report, GPU refusal (benchmarks/targets.py)
+	$(BIN)/python benchmarks/targets.py
 
 lock: $(INSTALLED) ## re-pin requirements.lock from the installed environment
 	{ echo "# Pinned versions of every package Regimen and its tests install (pip install -c requirements.lock)."; \

@@ -174,24 +174,20 @@ def test_a_planned_experiment_without_results_renders_without_figures(tmp_path):
     assert "No results yet." in md and "**missing**" in md and fixture_id("fresh", "basic", 0) in md
 
 
-def test_a_fresh_process_reports_the_suite_fast_without_tensorflow(tmp_path):
-    """The issue's bound: ``regimen report`` on a full six-experiment store in under 10 s, imports included."""
+def test_a_fresh_process_reports_the_suite_without_tensorflow_or_ray(tmp_path):
+    """The report is a pure reduction: no TensorFlow, no Ray (its speed is timed by benchmarks/targets.py)."""
     suite_store(tmp_path / "results", seeds=3)
     script = textwrap.dedent(
         f"""
-        import sys, time
-        start = time.perf_counter()
+        import sys
         from pathlib import Path
         from jobs.report import write_report
         from jobs.store import Store
         paths = write_report(Store({str(tmp_path / "results")!r}), Path({str(tmp_path / "out")!r}))
-        elapsed = time.perf_counter() - start
         assert "tensorflow" not in sys.modules and "ray" not in sys.modules, "the report imported TF or Ray"
-        print(len(paths), f"{{elapsed:.2f}}")
+        print(len(paths))
         """
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    count, elapsed = done.stdout.split()
-    assert int(count) == 4 + 6
-    assert float(elapsed) < 10, f"write_report took {elapsed} s on the six-experiment suite"
+    assert int(done.stdout.split()[0]) == 4 + 6

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -47,11 +46,10 @@ def test_the_six_specs_train_on_ray_and_fill_the_store(suite_results):
 
 def test_a_rerun_retrains_nothing(suite_results):
     results, _ = suite_results
-    started = time.monotonic()
     done = regimen("run", "--synthetic", "--max-epochs", "1", "--results", str(results), "--no-report")
     assert done.returncode == 0, done.stderr
     assert "10 jobs: 0 trained, 10 already stored, 0 failed" in done.stdout
-    assert time.monotonic() - started < 30  # no Ray, no TensorFlow: nothing to start
+    assert "Ray" not in done.stderr  # nothing to train, so no Ray is started (benchmarks/targets.py times it)
 
 
 def test_force_retrains_and_seeds_add_jobs(suite_results):
@@ -103,9 +101,8 @@ def test_a_gpu_request_on_a_cluster_without_gpus_fails_fast(tmp_path):
     try:
         spec = tmp_path / "gpu.yaml"
         spec.write_text((ROOT / "specs" / "dropout.yaml").read_text() + "resources: {num_gpus: 0.25}\n")
-        started = time.monotonic()
-        done = regimen("run", str(spec), "--synthetic", "--address", cluster.address, "--results", str(tmp_path))
-        assert time.monotonic() - started <= 10
+        # a hang would time out; how fast the refusal comes is in benchmarks/targets.py
+        done = regimen("run", str(spec), "--address", cluster.address, "--results", str(tmp_path), timeout=60)
         assert done.returncode == 2, done.stdout + done.stderr
         assert "dropout/basic/s0" in done.stdout and "num_gpus=0.25" in done.stdout
         assert "node 1: CPU 1, GPU 0" in done.stdout and "nothing was trained" in done.stdout
