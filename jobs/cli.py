@@ -20,14 +20,28 @@ from jobs.loading import LoadedExperiment, load_experiments
 DEFAULT_SPECS = [Path("specs")]
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
+def number(low: float, kind=float, inclusive: bool = True):
+    """An argparse type: a number of ``kind`` at least ``low`` (above it when not ``inclusive``)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}"
+            ) from None
+        if value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"expected a number {'>=' if inclusive else '>'} {low:g}, got {text}")
+        return value
+
+    return parse
+
+
+RESOURCE_FLAGS = ("num_cpus", "num_gpus", "gpu_memory_mb")
+
+
+def resource_overrides(args) -> dict:
+    return {name: getattr(args, name) for name in RESOURCE_FLAGS if getattr(args, name) is not None}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,9 +52,12 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("specs", nargs="*", type=Path, help="spec files, suite files or folders (default: specs/)")
 
     def plan_arguments(sub):
-        sub.add_argument("--seeds", type=positive_int, help="train each variant with seeds 0..N-1")
+        sub.add_argument("--seeds", type=number(1, int), help="train each variant with seeds 0..N-1")
         sub.add_argument("--synthetic", action="store_true", help="generated data with the real shapes")
-        sub.add_argument("--max-epochs", type=positive_int, help="cap every job's epochs (smoke runs)")
+        sub.add_argument("--max-epochs", type=number(1, int), help="cap every job's epochs (smoke runs)")
+        sub.add_argument("--num-cpus", type=number(0, inclusive=False), help="CPUs per job, for every spec")
+        sub.add_argument("--num-gpus", type=number(0), help="GPUs per job (fractions share one), for every spec")
+        sub.add_argument("--gpu-memory-mb", type=number(256, int), help="cap on TensorFlow's memory per GPU job")
 
     specs_argument(commands.add_parser("validate", help="check specs and build every model; train nothing"))
     plan = commands.add_parser("plan", help="list the jobs a run would start")
@@ -106,7 +123,7 @@ def cmd_plan(args, console: Console) -> int:
     from jobs.store import Store, StoreCorrupt
 
     loaded = load_or_exit(args.specs, console)
-    jobs = expand([e.experiment for e in loaded], args.seeds, args.synthetic, args.max_epochs)
+    jobs = expand([e.experiment for e in loaded], args.seeds, args.synthetic, args.max_epochs, resource_overrides(args))
     store = Store(args.results)
     table = Table(box=None, pad_edge=False)
     for column in ("experiment", "variant", "seed", "params", "epochs", "batch", "cpus", "gpus", "job id", "stored"):
@@ -186,6 +203,7 @@ def cmd_run(args, console: Console) -> int:
         data_dir=args.data_dir or default_data_dir(),
         force=args.force,
         require_gpu=args.require_gpu,
+        resources=resource_overrides(args),
         executor="local" if args.in_process else "ray",
     )
     if args.data_dir is not None and not args.data_dir.is_dir():

@@ -84,11 +84,19 @@ def seeds_of(experiment: Experiment, seeds: int | None) -> range:
 
 
 def expand(
-    experiments: list[Experiment], seeds: int | None = None, synthetic: bool = False, max_epochs: int | None = None
+    experiments: list[Experiment],
+    seeds: int | None = None,
+    synthetic: bool = False,
+    max_epochs: int | None = None,
+    resources: dict | None = None,
 ) -> list[Job]:
-    """Every (experiment, variant, seed) as a job, identical jobs merged into one with several uses."""
+    """Every (experiment, variant, seed) as a job, identical jobs merged into one with several uses.
+
+    ``resources`` overrides fields of every spec's resources (e.g. ``{"num_gpus": 0.25}`` on a GPU cluster);
+    like the rest of the resources, it does not change job ids."""
     by_id: dict[str, Job] = {}
     for experiment in experiments:
+        requested = Resources(**{**experiment.resources.model_dump(), **(resources or {})})
         for variant in experiment.variants:
             full = experiment.resolved_training(variant)
             training = full.model_copy(update={"epochs": min(full.epochs, max_epochs or full.epochs)})
@@ -102,7 +110,7 @@ def expand(
                         **{
                             **known.__dict__,
                             "uses": (*known.uses, use),
-                            "resources": _larger(known.resources, experiment.resources),
+                            "resources": _larger(known.resources, requested),
                         }
                     )
                     continue
@@ -113,7 +121,7 @@ def expand(
                     training,
                     seed,
                     synthetic,
-                    experiment.resources,
+                    requested,
                     full.epochs,
                     (use,),
                 )

@@ -40,6 +40,7 @@ class RunOptions:
     force: bool = False
     require_gpu: bool = False
     executor: str = "ray"  # or "local": in this process, no Ray
+    resources: dict = field(default_factory=dict)  # overrides every spec's num_cpus / num_gpus / gpu_memory_mb
 
 
 @dataclass
@@ -63,6 +64,7 @@ def manifest(loaded: LoadedExperiment, order: int, jobs: list[Job], options: Run
             "synthetic": options.synthetic,
             "max_epochs": options.max_epochs,
             "seeds": options.seeds or loaded.experiment.seeds,
+            "resources": options.resources,
         },
         "jobs": [
             {"variant": use.variant, "seed": use.seed, "job_id": job.id}
@@ -142,7 +144,9 @@ def start_executor(options: RunOptions) -> tuple[Executor, list[dict[str, float]
 def execute(experiments: list[LoadedExperiment], options: RunOptions, console: Console) -> RunSummary:
     """Plan, check, dispatch and persist; raises :class:`RunRefused` before training when it cannot start."""
     store = Store(options.results)
-    jobs = expand([e.experiment for e in experiments], options.seeds, options.synthetic, options.max_epochs)
+    jobs = expand(
+        [e.experiment for e in experiments], options.seeds, options.synthetic, options.max_epochs, options.resources
+    )
     to_run, finished = pending_jobs(jobs, store, options.force)
     summary = RunSummary(planned=len(jobs), skipped=len(finished))
     for order, loaded in enumerate(experiments):

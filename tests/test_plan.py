@@ -61,3 +61,11 @@ def test_resources_do_not_change_ids_and_shared_jobs_take_the_larger_request(exp
     assert len(shared) == 1
     assert (shared[0].resources.num_cpus, shared[0].resources.num_gpus) == (2, 0.5)
     assert {job.id for job in expand([l1, bigger])} == {job.id for job in expand([l1, l2])}
+
+
+def test_resource_overrides_apply_to_every_job_and_keep_the_ids(experiments):
+    overridden = expand(experiments, resources={"num_gpus": 0.25, "gpu_memory_mb": 4096})
+    assert [job.id for job in overridden] == [job.id for job in expand(experiments)]
+    assert {(job.resources.num_cpus, job.resources.num_gpus, job.resources.gpu_memory_mb) for job in overridden} == {
+        (1, 0.25, 4096)
+    }
