@@ -7,10 +7,12 @@ collected and returned so that the CLI can print all of them at once.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -56,9 +58,56 @@ def _strip_tags(loc: tuple, document: Any) -> tuple:
     return tuple(kept)
 
 
-def describe_error(error: dict) -> str:
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The spec model found at ``loc`` (Pydantic's path, union tags included) below ``model``."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part)
+            current = field.annotation if field else None
+        elif get_origin(current) in (tuple, list) and isinstance(part, int):
+            current = get_args(current)[0]
+        elif get_origin(current) in (Union, UnionType):  # a discriminated union: ``part`` is the tag
+            current = next((m for m in get_args(current) if part in _tags(m)), None)
+        else:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``Annotated[X, ...]`` and ``X | None`` -> ``X``."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+            continue
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if get_origin(annotation) in (Union, UnionType) and len(members) == 1:
+            annotation = members[0]
+            continue
+        return annotation
+
+
+def _tags(model: Any) -> tuple:
+    """The discriminator values of a union member (its ``kind`` or ``name`` literal)."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return ()
+    return tuple(
+        t for key in ("kind", "name") if key in model.model_fields for t in get_args(model.model_fields[key].annotation)
+    )
+
+
+def describe_error(error: dict, model: type[BaseModel] = Experiment) -> str:
     """One Pydantic error as a sentence a spec author can act on."""
     kind, ctx, given = error["type"], error.get("ctx", {}), error.get("input")
+    if kind == "extra_forbidden":
+        key = error["loc"][-1]
+        owner = _model_at(model, error["loc"][:-1])
+        known = list(owner.model_fields) if owner else []
+        return f"unknown key '{key}'{did_you_mean(key, known)}" + (
+            f"; expected one of: {', '.join(known)}" if known else ""
+        )
     if kind == "union_tag_invalid":
         options = _quoted(ctx["expected_tags"])
         what = "layer kind" if "kind" in ctx["discriminator"] else "dataset"
@@ -73,19 +122,21 @@ def describe_error(error: dict) -> str:
     if kind == "missing":
         return "required key missing"
     message = error["msg"].removeprefix("Value error, ")
-    if kind in ("unknown_key",):
-        return message
     if not isinstance(given, (dict, list)):
         return f"{message} (got {given!r})"
     return message
 
 
-def _follows_from_inner_error(error: dict, errors: list[dict]) -> bool:
-    """Pydantic also calls a list 'too short' when its items failed; the items' errors are the real ones."""
+def _follows_from_another_error(error: dict, errors: list[dict]) -> bool:
+    """Errors that only echo another one: a list 'too short' because its items failed, and a key
+    'missing' because it was misspelt (``unit: 256`` is one mistake, not two)."""
     loc = error["loc"]
-    return error["type"] == "too_short" and any(
-        other["loc"][: len(loc)] == loc and len(other["loc"]) > len(loc) for other in errors
-    )
+    if error["type"] == "too_short":
+        return any(other["loc"][: len(loc)] == loc and len(other["loc"]) > len(loc) for other in errors)
+    if error["type"] == "missing":
+        misspelt = [o["loc"][-1] for o in errors if o["type"] == "extra_forbidden" and o["loc"][:-1] == loc[:-1]]
+        return bool(difflib.get_close_matches(str(loc[-1]), [str(k) for k in misspelt], n=1, cutoff=0.6))
+    return False
 
 
 def validate_document(model: type[BaseModel], document: Any, file: str) -> tuple[Any, list[SpecError]]:
@@ -94,9 +145,9 @@ def validate_document(model: type[BaseModel], document: Any, file: str) -> tuple
     except ValidationError as invalid:
         errors = invalid.errors()
         return None, [
-            SpecError(file, ".".join(map(str, _strip_tags(e["loc"], document))), describe_error(e))
+            SpecError(file, ".".join(map(str, _strip_tags(e["loc"], document))), describe_error(e, model))
             for e in errors
-            if not _follows_from_inner_error(e, errors)
+            if not _follows_from_another_error(e, errors)
         ]
     problems = parsed.problems() if isinstance(parsed, Experiment) else []
     return parsed, [SpecError(file, ".".join(map(str, path)), message) for path, message in problems]

@@ -8,10 +8,10 @@ runs them after Pydantic's own validation so every error carries its own field p
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Any, Literal
+import math
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Activation = Literal[
     "linear",
@@ -32,6 +32,10 @@ Metric = Literal["accuracy", "binary_crossentropy", "sparse_categorical_crossent
 #: Metrics (and the loss) for which a lower value is better; every other metric is higher-is-better.
 LOWER_IS_BETTER = frozenset({"loss", "binary_crossentropy", "sparse_categorical_crossentropy"})
 
+MAX_UNITS = 65_536
+#: A spec whose model is larger than this is refused before Keras tries to allocate it.
+MAX_PARAMETERS = 100_000_000
+
 
 def did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
     """`` (did you mean 'x'?)`` when ``word`` is close to one of ``options``, else an empty string."""
@@ -40,24 +44,9 @@ def did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
 
 
 class Strict(BaseModel):
-    """Base of every spec model: unknown keys are errors, reported with the closest valid key."""
+    """Base of every spec model: unknown keys are errors (the loader adds the closest valid key)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reject_unknown_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            known = [f.alias or name for name, f in cls.model_fields.items()]
-            unknown = [k for k in data if k not in known]
-            if unknown:
-                key = unknown[0]
-                raise PydanticCustomError(
-                    "unknown_key",
-                    "unknown key '{key}'{hint}; expected one of: {known}",
-                    {"key": str(key), "hint": did_you_mean(key, known), "known": ", ".join(known)},
-                )
-        return data
 
 
 # ---------------------------------------------------------------- layers
@@ -78,7 +67,7 @@ class Regularizer(Strict):
 
 class Dense(Strict):
     kind: Literal["dense"]
-    units: PositiveInt
+    units: int = Field(ge=1, le=MAX_UNITS)
     activation: Activation = Field("linear", description="Keras' default: no activation")
     kernel_regularizer: Regularizer | None = None
 
@@ -104,7 +93,6 @@ class Flatten(Strict):
 
 
 Layer = Annotated[Dense | Dropout | BatchNorm | ActivationLayer | Flatten, Field(discriminator="kind")]
-LAYER_KINDS = ("dense", "dropout", "batch_norm", "activation", "flatten")
 
 # ---------------------------------------------------------------- data
 
@@ -130,6 +118,20 @@ DATASET_NAMES = ("imdb", "mnist", "fashion_mnist")
 
 def input_shape(dataset: Imdb | Mnist | FashionMnist) -> tuple[int, ...]:
     return (dataset.num_words,) if isinstance(dataset, Imdb) else (28, 28)
+
+
+def parameter_count(dataset: Imdb | Mnist | FashionMnist, layers: tuple[Layer, ...]) -> int:
+    """What Keras' ``count_params()`` gives for these layers on this dataset, without building the model."""
+    shape, total = input_shape(dataset), 0
+    for layer in layers:
+        if isinstance(layer, Flatten):
+            shape = (math.prod(shape),)
+        elif isinstance(layer, Dense):
+            total += shape[-1] * layer.units + layer.units
+            shape = (*shape[:-1], layer.units)
+        elif isinstance(layer, BatchNorm):
+            total += 4 * shape[-1]  # gamma, beta, moving mean and variance
+    return total
 
 
 def expected_output(dataset: Imdb | Mnist | FashionMnist) -> tuple[int, str, str]:
@@ -196,8 +198,16 @@ class Resources(Strict):
     num_cpus: float = Field(1, gt=0)
     num_gpus: float = Field(0, ge=0, description="fractions share a GPU; see gpu_memory_mb")
     gpu_memory_mb: int | None = Field(
-        None, ge=256, description="cap on TensorFlow's GPU memory, for fractional num_gpus"
+        None, ge=256, description="cap on TensorFlow's GPU memory; needed with a fractional num_gpus"
     )
+
+    @model_validator(mode="after")
+    def _shared_gpu_is_capped(self) -> Resources:
+        if 0 < self.num_gpus < 1 and self.gpu_memory_mb is None:
+            raise ValueError(
+                f"num_gpus {self.num_gpus:g} shares a GPU: give gpu_memory_mb too, or TensorFlow takes the whole GPU"
+            )
+        return self
 
 
 class Claim(Strict):
@@ -223,14 +233,6 @@ class Claim(Strict):
     @property
     def other(self) -> str | None:
         return self.lower_than or self.higher_than
-
-    def sentence(self) -> str:
-        if self.other is not None:
-            word = "lower" if self.lower_than else "higher"
-            return f"`{self.variant}` has {word} test {self.metric} than `{self.other}`"
-        if self.at_least is not None:
-            return f"`{self.variant}` reaches test {self.metric} ≥ {self.at_least:g}"
-        return f"`{self.variant}` keeps test {self.metric} ≤ {self.at_most:g}"
 
 
 class Experiment(Strict):
@@ -266,6 +268,9 @@ class Experiment(Strict):
         for i, variant in enumerate(self.variants):
             if names.index(variant.name) != i:
                 found.append((("variants", i, "name"), f"duplicate variant name '{variant.name}'"))
+            params = parameter_count(self.dataset, variant.layers)
+            if params > MAX_PARAMETERS:
+                found.append((("variants", i, "layers"), f"{params:,} parameters; at most {MAX_PARAMETERS:,}"))
             last = variant.layers[-1]
             if not (isinstance(last, Dense) and last.units == units and last.activation == activation):
                 got = f"dense({last.units}, {last.activation})" if isinstance(last, Dense) else last.kind

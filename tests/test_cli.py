@@ -33,7 +33,7 @@ def test_schema_is_json_schema(capsys):
 BAD_INPUTS = {
     "unit: 256": (
         lambda d: d["variants"][0]["layers"].__setitem__(0, {"kind": "dense", "unit": 256}),
-        "variants.0.layers.0: unknown key 'unit' (did you mean 'units'?)",
+        "variants.0.layers.0.unit: unknown key 'unit' (did you mean 'units'?)",
     ),
     "rate 1.5": (
         lambda d: d["variants"][0]["layers"].__setitem__(0, {"kind": "dropout", "rate": 1.5}),

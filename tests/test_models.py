@@ -75,3 +75,11 @@ def test_one_training_step_on_synthetic_data(suite, experiment):
     )
     assert set(history.history) >= {"loss", "val_loss", "accuracy", "val_accuracy", f"val_{spec.training.metrics[-1]}"}
     assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.parametrize(("experiment", "variant"), list(SEED_PARAMS))
+def test_the_pure_parameter_count_equals_keras(suite, experiment, variant):
+    from jobs.spec import parameter_count
+
+    spec = suite[experiment]
+    assert parameter_count(spec.dataset, spec.variant(variant).layers) == SEED_PARAMS[(experiment, variant)]

@@ -61,11 +61,11 @@ def set_layer(index, **fields):
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (set_layer(0, kind="dense", unit=256), "variants.0.layers.0: unknown key 'unit' (did you mean 'units'?)"),
+        (set_layer(0, kind="dense", unit=256), "variants.0.layers.0.unit: unknown key 'unit' (did you mean 'units'?)"),
         (set_layer(0, kind="dropout", rate=1.5), "variants.0.layers.0.rate: Input should be less than 1"),
         (set_layer(0, kind="dense", units=8, activation="rellu"), "'rellu' is not allowed (did you mean 'relu'?)"),
         (set_layer(0, kind="dens", units=8), "unknown layer kind 'dens' (did you mean 'dense'?)"),
-        (set_layer(0, kind="dense", units=0), "variants.0.layers.0.units: Input should be greater than 0"),
+        (set_layer(0, kind="dense", units=0), "variants.0.layers.0.units: Input should be greater than or equal to 1"),
         (
             set_layer(2, kind="dense", units=10, activation="softmax"),
             "variants.0.layers.2: the output layer on imdb with binary_crossentropy must be dense(1, sigmoid); "
@@ -111,10 +111,31 @@ def test_bad_specs_are_refused_with_file_field_and_reason(tmp_path, edit, expect
 
 def test_all_errors_of_a_file_are_reported_together(tmp_path):
     def edit(document):
-        document["variants"][0]["layers"][0] = {"kind": "dense", "unit": 256}
+        document["variants"][0]["layers"][0] = {"kind": "dense", "unit": 256}  # one mistake, one line
         document["variants"][1]["layers"][0]["activation"] = "rellu"
+        document["claimz"] = []
+        document["seedz"] = 2
+        document["variants"][1]["layers"][0]["kernel_regularizer"] = {"l3": 0.1}
 
-    assert len(errors_of(l1_with(tmp_path, edit))) == 2
+    errors = errors_of(l1_with(tmp_path, edit))
+    assert len(errors) == 5, errors
+    assert any("claimz: unknown key 'claimz' (did you mean 'claims'?)" in e for e in errors)
+    assert any("seedz: unknown key 'seedz' (did you mean 'seeds'?)" in e for e in errors)
+    assert any("kernel_regularizer.l3: unknown key 'l3'; expected one of: l1, l2" in e for e in errors)
+
+
+def test_a_model_too_large_to_build_is_refused_before_keras(tmp_path):
+    def edit(document):
+        document["variants"][0]["layers"][0] = {"kind": "dense", "units": 65_536}
+        document["variants"][0]["layers"][1] = {"kind": "dense", "units": 65_536}
+
+    (error,) = errors_of(l1_with(tmp_path, edit))
+    assert error.endswith("parameters; at most 100,000,000") and "variants.0.layers: " in error
+
+
+def test_a_shared_gpu_needs_a_memory_cap(tmp_path):
+    (error,) = errors_of(l1_with(tmp_path, lambda d: d.update(resources={"num_gpus": 0.25})))
+    assert "resources: num_gpus 0.25 shares a GPU: give gpu_memory_mb too" in error
 
 
 @pytest.mark.parametrize(
