@@ -4,7 +4,6 @@
 
 VENV ?= .venv
 RAY ?= $(VENV)/bin/ray
-PYTHON ?= $(VENV)/bin/python
 DOCKER ?= docker
 COMPOSE ?= $(DOCKER) compose
 

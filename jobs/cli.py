@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from rich.console import Console
 
 from jobs.data import default_data_dir
 from jobs.loading import LoadedExperiment, load_experiments
+from jobs.plan import BadResources
+from jobs.store import Store, StoreUnavailable, open_store
 
 DEFAULT_SPECS = [Path("specs")]
 
 
-def number(low: float, kind=float, inclusive: bool = True):
-    """An argparse type: a number of ``kind`` at least ``low`` (above it when not ``inclusive``)."""
+def number(low: float, kind=float, inclusive: bool = True, high: float = math.inf):
+    """An argparse type: a finite number of ``kind`` from ``low`` (above it when not ``inclusive``) to ``high``."""
 
     def parse(text: str):
         try:
@@ -30,8 +34,9 @@ def number(low: float, kind=float, inclusive: bool = True):
             raise argparse.ArgumentTypeError(
                 f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}"
             ) from None
-        if value < low or (value == low and not inclusive):
-            raise argparse.ArgumentTypeError(f"expected a number {'>=' if inclusive else '>'} {low:g}, got {text}")
+        if not math.isfinite(value) or value < low or (value == low and not inclusive) or value > high:
+            bound = f"{'>=' if inclusive else '>'} {low:g}" + (f" and <= {high:g}" if math.isfinite(high) else "")
+            raise argparse.ArgumentTypeError(f"expected a number {bound}, got {text}")
         return value
 
     return parse
@@ -52,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("specs", nargs="*", type=Path, help="spec files, suite files or folders (default: specs/)")
 
     def plan_arguments(sub):
-        sub.add_argument("--seeds", type=number(1, int), help="train each variant with seeds 0..N-1")
+        sub.add_argument("--seeds", type=number(1, int, high=1000), help="train each variant with seeds 0..N-1")
         sub.add_argument("--synthetic", action="store_true", help="generated data with the real shapes")
         sub.add_argument("--max-epochs", type=number(1, int), help="cap every job's epochs (smoke runs)")
         sub.add_argument("--num-cpus", type=number(0, inclusive=False), help="CPUs per job, for every spec")
@@ -100,18 +105,26 @@ def cmd_validate(args, console: Console) -> int:
     from jobs.models import build_model
     from jobs.plan import expand
 
+    failed = 0
     for item in loaded:
         experiment = item.experiment
-        params = ", ".join(
-            f"{v.name} {build_model(experiment.dataset, v.layers, experiment.resolved_training(v)).count_params():,}"
-            for v in experiment.variants
-        )
+        params = []
+        for i, variant in enumerate(experiment.variants):
+            try:
+                model = build_model(experiment.dataset, variant.layers, experiment.resolved_training(variant))
+            except Exception as error:  # Keras' own refusal, reported like every other spec error
+                failed += 1
+                console.print(f"{item.file}: variants.{i}: Keras cannot build this model: {error}", markup=False)
+                continue
+            params.append(f"{variant.name} {model.count_params():,}")
         jobs = len(expand([experiment]))
         console.print(
-            f"ok  {experiment.name:<12} {len(experiment.variants)} variants, {jobs} jobs, params: {params}"
+            f"ok  {experiment.name:<12} {len(experiment.variants)} variants, {jobs} jobs, params: {', '.join(params)}"
             f"  ({item.file})",
             markup=False,
         )
+    if failed:
+        return 2
     console.print(f"{len(loaded)} experiments valid", markup=False)
     return 0
 
@@ -120,25 +133,23 @@ def cmd_plan(args, console: Console) -> int:
     from rich.table import Table
 
     from jobs.plan import expand
-    from jobs.store import Store, StoreCorrupt
+    from jobs.spec import parameter_count
 
     loaded = load_or_exit(args.specs, console)
     jobs = expand([e.experiment for e in loaded], args.seeds, args.synthetic, args.max_epochs, resource_overrides(args))
-    store = Store(args.results)
+    store = open_store(args.results)
     table = Table(box=None, pad_edge=False)
     for column in ("experiment", "variant", "seed", "params", "epochs", "batch", "cpus", "gpus", "job id", "stored"):
         table.add_column(column)
     for job in jobs:
-        try:
-            stored = "done" if store.job(job.id).is_done() else (store.job(job.id).status() or {}).get("state", "-")
-        except StoreCorrupt:
-            stored = "corrupt"
+        record = store.job(job.id)
+        stored = "done" if record.is_done() else (record.status() or {}).get("state", "-")
         epochs = f"{job.training.epochs}" + (f" (of {job.requested_epochs})" if job.epochs_capped else "")
         table.add_row(
             ", ".join(f"{u.experiment}" for u in job.uses),
             ", ".join(sorted({u.variant for u in job.uses})),
             str(job.seed),
-            f"{_param_count(job):,}",
+            f"{parameter_count(job.dataset, job.layers):,}",
             epochs,
             str(job.training.batch_size),
             f"{job.resources.num_cpus:g}",
@@ -150,12 +161,6 @@ def cmd_plan(args, console: Console) -> int:
     uses = sum(len(job.uses) for job in jobs)
     console.print(f"{len(jobs)} distinct jobs for {uses} (experiment, variant, seed) uses", markup=False)
     return 0
-
-
-def _param_count(job) -> int:
-    from jobs.models import build_model
-
-    return build_model(job.dataset, job.layers, job.training).count_params()
 
 
 def cmd_schema(args, console: Console) -> int:
@@ -210,6 +215,7 @@ def cmd_run(args, console: Console) -> int:
         console.print(f"--data-dir: no such folder '{args.data_dir}'", markup=False)
         return 2
     try:
+        open_store(options.results)
         summary = execute(loaded, options, console)
     except RunRefused as refused:
         for line in refused.lines:
@@ -222,39 +228,39 @@ def cmd_run(args, console: Console) -> int:
             markup=False,
         )
         return 130
+    kept = f", {len(summary.kept)} failed before and not retried (--force retries)" if summary.kept else ""
     console.print(
         f"{summary.planned} jobs: {len(summary.finished)} trained, {summary.skipped} already stored, "
-        f"{len(summary.failed)} failed; results in {options.results}",
+        f"{len(summary.failed)} failed{kept}; results in {options.results}",
         markup=False,
     )
+    store = open_store(options.results)
     if not args.no_report:
-        _render_report(options.results, None, console)
-    if summary.failed:
-        from jobs.store import Store
-
-        store = Store(options.results)
-        for job, reason in summary.failed:
-            console.print(f"failed: {job.label} [{job.id}]: {reason} (log: {store.job(job.id).log_uri})", markup=False)
-        return 1
-    return 0
+        render_report(store, None, console)
+    for job, reason in summary.failed + summary.kept:
+        console.print(f"failed: {job.label} [{job.id}]: {reason} (log: {store.job(job.id).log_uri})", markup=False)
+    return 1 if summary.failed or summary.kept else 0
 
 
-def _render_report(results: str, out: Path | None, console: Console) -> int:
-    try:
-        from jobs.report import write_report
-    except ImportError:
-        return 0
-    from jobs.store import Store
+def render_report(store: Store, out: Path | None, console: Console) -> None:
+    """The report into ``out``; by default into the store's ``report/`` folder, a bucket's included (so a
+    run on a cluster leaves it beside the results)."""
+    from jobs.report import write_report
 
-    store = Store(results)
-    folder = out or (Path(store.root) / "report" if store.local else Path("report"))
-    paths = write_report(store, folder)
-    console.print(f"report: {paths.get('index.html', folder)}", markup=False)
-    return 0
+    if out is not None or store.local:
+        paths = write_report(store, out or Path(store.root) / "report")
+        console.print(f"report: {paths['index.html']}", markup=False)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        paths = write_report(store, Path(scratch))
+        for path in paths.values():
+            store.write_bytes(store.path("report", path.relative_to(scratch).as_posix()), path.read_bytes())
+    console.print(f"report: {store.uri_of('report', 'index.html')}", markup=False)
 
 
 def cmd_report(args, console: Console) -> int:
-    return _render_report(args.results, args.out, console)
+    render_report(open_store(args.results, must_exist=True), args.out, console)
+    return 0
 
 
 COMMANDS = {
@@ -274,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(highlight=False, soft_wrap=not sys.stdout.isatty(), width=None if sys.stdout.isatty() else 200)
     try:
         return COMMANDS[args.command](args, console)
+    except (StoreUnavailable, BadResources) as error:
+        console.print(str(error), markup=False)
+        return 2
     except SystemExit as exit_:
         return int(exit_.code or 0)
 

@@ -88,26 +88,21 @@ def canonical_files(name: str) -> list[str]:
     return [f"{name}.npz"]
 
 
-def candidate_folders(name: str, data_dir: Path | None) -> list[Path]:
+def candidates(name: str, data_dir: Path | None) -> list[list[Path]]:
+    """Every place the dataset's files may be, as the list of its files there, in the order searched."""
     folders = [data_dir] if data_dir else []
+    places = [[folder / f for f in canonical_files(name)] for folder in folders]
     if name == "fashion_mnist":
-        folders.append(DEBIAN_FASHION_MNIST.parent.parent / "datasets")  # holds fashion-mnist/
-    folders.append(keras_cache())
-    return folders
-
-
-def _files_in(folder: Path, name: str) -> list[Path]:
-    if folder == DEBIAN_FASHION_MNIST.parent.parent / "datasets":
-        return [DEBIAN_FASHION_MNIST / f for f in FASHION_FILES]
-    return [folder / f for f in canonical_files(name)]
+        places.append([DEBIAN_FASHION_MNIST / f for f in FASHION_FILES])
+    places.append([keras_cache() / f for f in canonical_files(name)])
+    return places
 
 
 def find_local(name: str, data_dir: Path | None) -> tuple[list[Path] | None, list[str]]:
-    """The dataset's files in the first folder that has them all, and every place looked at."""
+    """The dataset's files in the first place that has them all, and every place looked at."""
     searched = []
-    for folder in candidate_folders(name, data_dir):
-        files = _files_in(folder, name)
-        searched.append(str(files[0].parent) if name == "fashion_mnist" else str(files[0]))
+    for files in candidates(name, data_dir):
+        searched.append(str(files[0].parent if len(files) > 1 else files[0]))
         if all(f.is_file() and f.stat().st_size > 0 for f in files):
             return files, searched
     return None, searched

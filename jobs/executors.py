@@ -96,7 +96,9 @@ class RayExecutor(Executor):
         self.ray = ray
         self.poll_seconds = poll_seconds
         self.board = ray.remote(num_cpus=0)(ProgressBoard).remote()
-        self.task = ray.remote(_train_task)
+        # One process per job: TensorFlow fixes its threads, visible GPUs and memory cap when it starts,
+        # so a worker process reused for a job with other resources would silently keep the old ones.
+        self.task = ray.remote(max_calls=1)(_train_task)
         self.pending: dict = {}
 
     def run(self, jobs, datasets, store_uri, on_progress=None):

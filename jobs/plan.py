@@ -10,6 +10,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from jobs.spec import Dataset, Experiment, Layer, Resources, Training
 
 #: Bump when the training code changes what a job's result means; old results then no longer match.
@@ -96,7 +98,7 @@ def expand(
     like the rest of the resources, it does not change job ids."""
     by_id: dict[str, Job] = {}
     for experiment in experiments:
-        requested = Resources(**{**experiment.resources.model_dump(), **(resources or {})})
+        requested = _resources(experiment, resources or {})
         for variant in experiment.variants:
             full = experiment.resolved_training(variant)
             training = full.model_copy(update={"epochs": min(full.epochs, max_epochs or full.epochs)})
@@ -126,6 +128,19 @@ def expand(
                     (use,),
                 )
     return list(by_id.values())
+
+
+class BadResources(ValueError):
+    """Resource overrides that make an experiment's request invalid (e.g. a shared GPU with no memory cap)."""
+
+
+def _resources(experiment: Experiment, overrides: dict) -> Resources:
+    try:
+        return Resources(**{**experiment.resources.model_dump(), **overrides})
+    except ValidationError as invalid:
+        given = ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in overrides.items())
+        reason = invalid.errors()[0]["msg"].removeprefix("Value error, ")
+        raise BadResources(f"{given} for {experiment.name}: {reason}") from None
 
 
 def _larger(a: Resources, b: Resources) -> Resources:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from jobs.data import Arrays, DataCorrupt, DataUnavailable, load
+from jobs.data import Arrays, DataCorrupt, DataUnavailable, locate, read_dataset, synthetic
 from jobs.executors import Executor, InProcessExecutor, Outcome, RayExecutor
 from jobs.loading import LoadedExperiment
 from jobs.plan import Job, data_key, expand
@@ -49,6 +49,7 @@ class RunSummary:
     skipped: int
     finished: list[Job] = field(default_factory=list)
     failed: list[tuple[Job, str]] = field(default_factory=list)
+    kept: list[tuple[Job, str]] = field(default_factory=list)  # stored failures not retried (--force does)
     notices: list[str] = field(default_factory=list)
 
 
@@ -75,27 +76,52 @@ def manifest(loaded: LoadedExperiment, order: int, jobs: list[Job], options: Run
     }
 
 
-def pending_jobs(jobs: list[Job], store: Store, force: bool) -> tuple[list[Job], list[Job]]:
-    """(to run, already finished). A finished job is never retrained unless forced."""
+def pending_jobs(jobs: list[Job], store: Store, force: bool) -> tuple[list[Job], list[Job], list[tuple[Job, str]]]:
+    """(to run, finished, kept failures). Neither a finished job nor a failure that would only repeat
+    itself (a diverged loss) is trained again unless forced; other failures are retried."""
     if force:
-        return jobs, []
-    finished = [job for job in jobs if store.job(job.id).is_done()]
-    done_ids = {job.id for job in finished}
-    return [job for job in jobs if job.id not in done_ids], finished
+        return jobs, [], []
+    to_run, finished, kept = [], [], []
+    for job in jobs:
+        record = store.job(job.id)
+        status = record.status() or {}
+        if record.is_done():
+            finished.append(job)
+        elif status.get("state") == "failed" and status.get("retry") is False:
+            kept.append((job, status.get("error", "failed")))
+        else:
+            to_run.append(job)
+    return to_run, finished, kept
 
 
-def load_datasets(jobs: list[Job], data_dir: Path | None) -> dict[str, Arrays]:
-    """Every dataset the jobs need, loaded and preprocessed once; refuses with one line per missing one."""
-    datasets: dict[str, Arrays] = {}
+def locate_datasets(jobs: list[Job], data_dir: Path | None) -> dict[str, tuple]:
+    """data key -> (dataset, its files; None for synthetic): every dataset found, or downloaded, before
+    anything else happens; refuses with one line per dataset that cannot be had."""
+    located: dict[str, tuple] = {}
     problems: list[str] = []
     for job in jobs:
         key = data_key(job.dataset, job.synthetic)
-        if key in datasets:
+        if key in located:
             continue
+        located[key] = (job.dataset, None)
+        if not job.synthetic:
+            try:
+                located[key] = (job.dataset, locate(job.dataset.name, data_dir))
+            except DataUnavailable as error:
+                problems.append(str(error))
+    if problems:
+        raise RunRefused([*problems, "nothing was trained"])
+    return located
+
+
+def read_datasets(located: dict[str, tuple]) -> dict[str, Arrays]:
+    """Every located dataset read and preprocessed once (or generated, for synthetic runs)."""
+    datasets: dict[str, Arrays] = {}
+    problems: list[str] = []
+    for key, (dataset, files) in located.items():
         try:
-            datasets[key] = load(job.dataset, data_dir, job.synthetic)
-        except (DataUnavailable, DataCorrupt) as error:
-            datasets[key] = None  # looked at once, reported once
+            datasets[key] = synthetic(dataset) if files is None else read_dataset(dataset, files)
+        except DataCorrupt as error:
             problems.append(str(error))
     if problems:
         raise RunRefused([*problems, "nothing was trained"])
@@ -117,10 +143,19 @@ def connect_ray(address: str | None) -> bool:
     return True
 
 
-def alive_nodes() -> list[dict[str, float]]:
+def node_shapes() -> list[dict[str, float]]:
+    """The resources of every alive node, and of every node type the cluster's autoscaler may add."""
     import ray
 
-    return [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    shapes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    try:  # published by Ray's autoscaler (v2); Ray Data reads it the same way
+        config = ray._private.state.state.get_cluster_config()
+    except Exception:  # no autoscaler, or an older one that publishes nothing: alive nodes only
+        config = None
+    for group in config.node_group_configs if config else ():
+        if group.max_count != 0:
+            shapes.append(dict(group.resources))
+    return shapes
 
 
 def persist(store: Store, outcome: Outcome) -> None:
@@ -130,15 +165,18 @@ def persist(store: Store, outcome: Outcome) -> None:
         record.finish(output["history"], output["result"], output["log"])
     else:
         failure = outcome.failure
-        record.fail(failure.reason, failure.details, failure.log, failure.history)
+        record.fail(failure.reason, failure.details, failure.log, failure.history, retry=failure.retry)
 
 
 def start_executor(options: RunOptions) -> tuple[Executor, list[dict[str, float]], bool]:
     """The executor, the resources of the nodes it runs on, and whether those are this machine."""
     if options.executor == "ray":
         local = connect_ray(options.address)
-        return RayExecutor(), alive_nodes(), local
-    return InProcessExecutor(), [{"CPU": float(os.cpu_count() or 1), "GPU": 0.0}], True
+        return RayExecutor(), node_shapes(), local
+    import tensorflow as tf
+
+    gpus = float(len(tf.config.list_physical_devices("GPU")))
+    return InProcessExecutor(), [{"CPU": float(os.cpu_count() or 1), "GPU": gpus}], True
 
 
 def execute(experiments: list[LoadedExperiment], options: RunOptions, console: Console) -> RunSummary:
@@ -147,19 +185,21 @@ def execute(experiments: list[LoadedExperiment], options: RunOptions, console: C
     jobs = expand(
         [e.experiment for e in experiments], options.seeds, options.synthetic, options.max_epochs, options.resources
     )
-    to_run, finished = pending_jobs(jobs, store, options.force)
-    summary = RunSummary(planned=len(jobs), skipped=len(finished))
+    to_run, finished, kept = pending_jobs(jobs, store, options.force)
+    summary = RunSummary(planned=len(jobs), skipped=len(finished), kept=kept)
+    if to_run:  # every check before anything is written or trained: cheap ones first
+        located = locate_datasets(to_run, options.data_dir)
+        executor, nodes, local = start_executor(options)
+        feasibility = check(to_run, nodes, local, options.require_gpu)
+        if feasibility.errors:
+            raise RunRefused([*feasibility.errors, "nothing was trained"])
+        summary.notices += feasibility.notices
+        to_run = feasibility.jobs
+        datasets = read_datasets(located)
     for order, loaded in enumerate(experiments):
         store.write_experiment(loaded.experiment.name, manifest(loaded, order, jobs, options))
     if not to_run:
         return summary
-    datasets = load_datasets(to_run, options.data_dir)
-    executor, nodes, local = start_executor(options)
-    feasibility = check(to_run, nodes, local, options.require_gpu)
-    if feasibility.errors:
-        raise RunRefused([*feasibility.errors, "nothing was trained"])
-    summary.notices += feasibility.notices
-    to_run = feasibility.jobs
     for notice in summary.notices:
         console.print(f"notice: {notice}")
     for job in to_run:

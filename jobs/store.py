@@ -33,6 +33,27 @@ class StoreCorrupt(Exception):
     """A store file that exists but cannot be read as JSON."""
 
 
+class StoreUnavailable(Exception):
+    """A results store that cannot be used at all (not a folder, no credentials, no such bucket, ...)."""
+
+
+def open_store(uri: str, must_exist: bool = False) -> Store:
+    """The store at ``uri``, checked usable, or :class:`StoreUnavailable` saying why in one line."""
+    try:
+        store = Store(uri)
+        exists = store.fs.exists(store.root)
+        if exists and not store.fs.isdir(store.root):
+            raise StoreUnavailable(f"results store {uri}: not a folder")
+    except StoreUnavailable:
+        raise
+    except Exception as error:  # a missing fsspec backend, credentials, permissions: all mean "cannot use"
+        reason = (str(error).splitlines() or [""])[0][:200]
+        raise StoreUnavailable(f"results store {uri}: {type(error).__name__}: {reason}") from None
+    if must_exist and not exists:
+        raise StoreUnavailable(f"no results at {uri} (run `regimen run --results {uri}` first)")
+    return store
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -65,8 +86,12 @@ class Store:
             self.fs.pipe_file(path, data)
             return
         temporary = f"{parent}/.tmp-{uuid.uuid4().hex}"
-        self.fs.pipe_file(temporary, data)
-        self.fs.mv(temporary, path)
+        try:
+            self.fs.pipe_file(temporary, data)
+            self.fs.mv(temporary, path)
+        finally:
+            if self.fs.exists(temporary):
+                self.fs.rm(temporary)
 
     def read_json(self, path: str) -> Any | None:
         """The JSON at ``path``; None when it does not exist; :class:`StoreCorrupt` when unreadable."""
@@ -191,6 +216,18 @@ class JobRecord:
         if self.store.fs.exists(self.checkpoint_dir):
             self.store.fs.rm(self.checkpoint_dir, recursive=True)
 
+    def claim(self) -> str:
+        """Make the calling process the job's owner; returns its token (see :meth:`owned_by`)."""
+        token = uuid.uuid4().hex
+        status = self.status() or {"state": "running", "attempt": self.attempts()}
+        self.store.write_json(self.file("status.json"), {**status, "owner": token, "updated": now()})
+        return token
+
+    def owned_by(self, token: str) -> bool:
+        """Whether the process holding ``token`` still owns the job: a newer run (``start``) or another
+        process (``claim``) taking the job over ends its ownership."""
+        return (self.status() or {}).get("owner") == token
+
     def start(self, description: dict) -> int:
         """Record the job and mark it running; returns this attempt's number (1 for the first)."""
         attempt = self.attempts() + 1
@@ -206,11 +243,19 @@ class JobRecord:
         self.store.write_json(self.file("status.json"), {"state": "done", "attempt": self.attempts(), "updated": now()})
         self._drop_checkpoint()
 
-    def fail(self, error: str, traceback: str, log: str, history: dict | None = None) -> None:
+    def fail(self, error: str, traceback: str, log: str, history: dict | None = None, retry: bool = True) -> None:
+        """Store a failure; ``retry=False`` marks one that would only repeat itself (a diverged loss)."""
         if history:
             self.store.write_json(self.file("history.json"), history)
         self.store.write_bytes(self.file("log.txt"), (log + "\n" + traceback).encode())
         self.store.write_json(
             self.file("status.json"),
-            {"state": "failed", "attempt": self.attempts(), "updated": now(), "error": error, "traceback": traceback},
+            {
+                "state": "failed",
+                "attempt": self.attempts(),
+                "updated": now(),
+                "error": error,
+                "traceback": traceback,
+                "retry": retry,
+            },
         )

@@ -29,17 +29,18 @@ ProgressReport = Callable[[str, int, int, dict], Any]
 
 
 class JobFailed(Exception):
-    """A job that raised; carries the one-line reason, the traceback text and what it logged.
+    """A job that raised; carries the one-line reason, the traceback text, what it logged, and whether
+    another try could end differently (``retry``; a diverged loss would not).
 
-    Picklable (plain strings), so it crosses Ray's process boundary intact.
+    Picklable (plain values), so it crosses Ray's process boundary intact.
     """
 
-    def __init__(self, reason: str, details: str, log: str, history: dict | None = None):
+    def __init__(self, reason: str, details: str, log: str, history: dict | None = None, retry: bool = True):
         super().__init__(reason)
-        self.reason, self.details, self.log, self.history = reason, details, log, history
+        self.reason, self.details, self.log, self.history, self.retry = reason, details, log, history, retry
 
     def __reduce__(self):
-        return (JobFailed, (self.reason, self.details, self.log, self.history))
+        return (JobFailed, (self.reason, self.details, self.log, self.history, self.retry))
 
 
 class Diverged(Exception):
@@ -47,7 +48,8 @@ class Diverged(Exception):
 
 
 class Superseded(Exception):
-    """A newer run started this job again (this process outlived its driver): stop before writing more."""
+    """Another process now owns this job (a newer run, or Ray's retry while this one outlived its node):
+    stop before writing more."""
 
 
 def configure_tensorflow(num_cpus: float, num_gpus: float, gpu_memory_mb: int | None) -> dict:
@@ -115,7 +117,7 @@ def environment(num_cpus: float, num_gpus: float) -> dict:
 def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: list[str]):
     import keras
 
-    attempt = record.attempts()
+    owner = record.claim()
 
     class StoreHistory(keras.callbacks.Callback):
         """Keeps the history of every finished epoch in the store, trimmed to what the checkpoint restored."""
@@ -130,8 +132,8 @@ def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: 
                     log.append(f"{now()} resumed after epoch {epoch} from the checkpoint")
 
         def on_epoch_end(self, epoch, logs=None):
-            if record.attempts() != attempt:
-                raise Superseded(f"attempt {record.attempts()} of this job started; attempt {attempt} stops")
+            if not record.owned_by(owner):
+                raise Superseded("another process took this job over; this one stops")
             logs = {k: float(v) for k, v in (logs or {}).items()}
             for key, value in logs.items():
                 self.history.setdefault(key, []).append(value)
@@ -154,7 +156,8 @@ def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: 
         mirror = [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: record.upload_checkpoint(folder))]
     # Kept after the fit: a process that finishes but cannot deliver its result (its driver died) leaves
     # a checkpoint from which the next run evaluates at once. The store drops it once the result is in.
-    backup = keras.callbacks.BackupAndRestore(folder, delete_checkpoint=False)
+    # double_checkpoint: a kill in the middle of a save leaves the previous epoch's checkpoint usable
+    backup = keras.callbacks.BackupAndRestore(folder, double_checkpoint=True, delete_checkpoint=False)
     return store_history, [store_history, backup, *mirror], scratch
 
 
@@ -223,7 +226,8 @@ def train(job: Job, data: Arrays, store_uri: str, report: ProgressReport | None 
         if not isinstance(error, Diverged):
             reason = f"{type(error).__name__}: {reason}"
         history = store_history.history if store_history is not None else None
-        raise JobFailed(reason, traceback.format_exc(), "\n".join(log), history) from None
+        retry = not isinstance(error, Diverged)
+        raise JobFailed(reason, traceback.format_exc(), "\n".join(log), history, retry) from None
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -99,3 +99,18 @@ def test_a_missing_dataset_stops_the_run_before_training(tmp_path, monkeypatch, 
     assert "dataset 'imdb' not found" in out and "dataset 'mnist' not found" in out
     assert "--data-dir" in out and "make demo" in out and "nothing was trained" in out
     assert not (results / "jobs").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["report", "--results", "/nonexistent/results"], "no results at /nonexistent/results"),
+        (["run", "--synthetic", "--results", "/etc/hostname"], "results store /etc/hostname: not a folder"),
+        (["plan", "--results", "nosuchprotocol://x"], "results store nosuchprotocol://x: ValueError"),
+        (["run", "--synthetic", "--num-gpus", "0.25"], "--num-gpus 0.25 for overfitting: num_gpus 0.25 shares a GPU"),
+    ],
+)
+def test_unusable_stores_and_resources_exit_2_in_one_line(args, expected):
+    done = regimen(*args)
+    assert done.returncode == 2 and done.stdout.startswith(expected), done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr

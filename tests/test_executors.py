@@ -1,6 +1,7 @@
 """The executor contract, for the in-process twin and for Ray: every job gives one outcome, failures
 are outcomes with their reason, results arrive by value, and progress is reported per epoch."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,11 @@ def test_in_process_executor(jobs_and_data, tmp_path):
 @pytest.mark.ray
 def test_ray_executor(jobs_and_data, tmp_path, local_ray):
     jobs, datasets = jobs_and_data
+    two_cpus = replace(jobs[1], resources=jobs[1].resources.model_copy(update={"num_cpus": 2}))
+    jobs = [jobs[0], two_cpus, *jobs[2:]]  # run after a 1-CPU job: no worker process keeps its threads
     outcomes = check_contract(RayExecutor(poll_seconds=0.2), jobs, datasets, str(tmp_path))
-    assert {o.output["result"]["environment"]["intra_op_threads"] for o in outcomes if o.output} == {1}
+    threads = {o.job.id: o.output["result"]["environment"]["intra_op_threads"] for o in outcomes if o.output}
+    assert threads.pop(two_cpus.id) == 2 and set(threads.values()) == {1}
 
 
 def test_a_job_with_broken_data_fails_with_the_reason(jobs_and_data, tmp_path):

@@ -83,7 +83,7 @@ def test_a_job_outliving_its_driver_stops_once_a_newer_attempt_starts(tmp_path):
         if epoch == 2:
             record.start(job.describe())  # what the next `regimen run` does before dispatching
 
-    with pytest.raises(JobFailed, match="Superseded: attempt 2 of this job started; attempt 1 stops"):
+    with pytest.raises(JobFailed, match="Superseded: another process took this job over"):
         train(job, data, str(tmp_path), new_run_starts_at_epoch_2)
     assert len(record.history()["loss"]) == 2  # nothing written after the newer attempt began
 
@@ -239,7 +239,10 @@ def test_driver_killed_then_rerun_retrains_nothing_finished_and_resumes_the_rest
     assert f"{len(finished)} already stored" in output
     for job_id, result in finished.items():
         assert store.job(job_id).result() == result  # never retrained
-    assert_at_most_one_epoch_redone(at_kill, resumed_jobs(results))
+    resumed = resumed_jobs(results)
+    assert_at_most_one_epoch_redone(at_kill, resumed)
+    midway = {j for j, n in at_kill.items() if n >= 1 and j not in finished and store.job(j).is_done()}
+    assert midway <= set(resumed), f"jobs restarted from scratch: {midway - set(resumed)}"
     for job_id in store.job_ids():
         record = store.job(job_id)
         if record.is_done():

@@ -56,10 +56,13 @@ def test_ids_change_with_what_changes_the_result(experiments):
 
 def test_resources_do_not_change_ids_and_shared_jobs_take_the_larger_request(experiments):
     l1, l2 = (e for e in experiments if e.name in ("l1", "l2"))
-    bigger = l2.model_copy(update={"resources": l2.resources.model_copy(update={"num_cpus": 2, "num_gpus": 0.5})})
+    bigger = l2.model_copy(
+        update={"resources": l2.resources.model_copy(update={"num_cpus": 2, "num_gpus": 0.5, "gpu_memory_mb": 2048})}
+    )
     shared = [job for job in expand([l1, bigger]) if len(job.uses) == 2]
     assert len(shared) == 1
-    assert (shared[0].resources.num_cpus, shared[0].resources.num_gpus) == (2, 0.5)
+    resources = shared[0].resources
+    assert (resources.num_cpus, resources.num_gpus, resources.gpu_memory_mb) == (2, 0.5, 2048)
     assert {job.id for job in expand([l1, bigger])} == {job.id for job in expand([l1, l2])}
 
 

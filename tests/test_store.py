@@ -47,6 +47,7 @@ def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         store.write_json(path, {"v": 2})
     assert json.loads((tmp_path / "experiments" / "x.json").read_text()) == {"v": 1}  # old file intact
+    assert [p.name for p in (tmp_path / "experiments").iterdir()] == ["x.json"]  # no temporary left behind
 
 
 def test_corrupt_entries_are_not_finished_and_are_named(tmp_path):

@@ -15,8 +15,6 @@ METRICS = {
 }
 
 
-#: (experiment, metric) -> the label the seed document printed that number under, where it was wrong.
-#: The seed's batchnorm cell printed ``scores[-1]`` -- the cross-entropy -- as "accuracy".
 def lower_is_better(metric: str) -> bool:
     return metric in LOWER_IS_BETTER
 
