@@ -42,8 +42,9 @@ ARGS ?=
 # More options for `ray job submit`, e.g. SUBMIT_OPTS=--no-wait.
 SUBMIT_OPTS ?=
 # The working directory sent with the job holds the code and the specs; never data, results or the venv.
-SUBMIT_RUNTIME_ENV ?= {"excludes": [".git", ".venv", "venv", "data", "results", "results-*", "report", \
-  "build", "dist", "*.egg-info", "**/__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", ".ray", ".gl"]}
+# gitignore syntax: a leading / anchors a name to the checkout's top (plain "report" would drop jobs/report).
+SUBMIT_RUNTIME_ENV ?= {"excludes": ["/.git", "/.venv", "/venv", "/data", "/results", "/results-*", "/report", \
+  "/build", "/dist", "*.egg-info", "**/__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "/.ray", "/.gl"]}
 
 # --- ray up ------------------------------------------------------------------------------------------
 CLUSTER ?= cluster/aws.yaml

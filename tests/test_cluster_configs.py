@@ -567,6 +567,9 @@ def test_submit_sends_only_code_and_specs_with_the_token(tmp_path):
     names = zipfile.ZipFile(package).namelist()
     top = {name.split("/", 1)[0] for name in names}
     assert {"jobs", "specs", "pyproject.toml"} <= top
+    tracked = subprocess.run(["git", "ls-files", "jobs", "specs"], cwd=ROOT, capture_output=True, text=True).stdout
+    missing = set(tracked.split()) - set(names)
+    assert not missing, f"make submit would not send {sorted(missing)}"  # e.g. jobs/report, by a loose exclude
     assert not top & {".git", ".venv", "data", "results", "build", "report"}, sorted(top)
     assert package.stat().st_size < 20 * 2**20, f"working dir package is {package.stat().st_size} bytes"
 
