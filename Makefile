@@ -50,7 +50,8 @@ plan: $(INSTALLED) ## list the jobs a run would start
 	$(BIN)/regimen plan specs --results $(RESULTS) $(ARGS)
 
 data: $(INSTALLED) ## where each dataset is found; DIR=path stages real MNIST and Fashion-MNIST there (offline)
-	@if [ -n "$(DIR)" ]; then ../shared/data/stage-offline-data "$(DIR)"; fi
+	@if [ -n "$(DIR)" ] && [ -x ../shared/data/stage-offline-data ]; then ../shared/data/stage-offline-data "$(DIR)"; \
+	elif [ -n "$(DIR)" ]; then echo "no ../shared/data/stage-offline-data here: put the files listed below in $(DIR)"; fi
 	$(BIN)/regimen data $(if $(DIR),--data-dir $(DIR))
 
 bench: $(INSTALLED) ## time the speed targets: demo, rerun, report, GPU refusal (benchmarks/targets.py)
