@@ -87,7 +87,8 @@ def configure_tensorflow(num_cpus: float, num_gpus: float, gpu_memory_mb: int | 
     except RuntimeError:
         pass  # already initialised by an earlier job in this process
     details = tf.config.experimental.get_device_details(gpus[0])
-    return {**settings, "device": f"GPU: {details.get('device_name', gpus[0].name)}", "gpu_memory_mb": gpu_memory_mb}
+    capped = gpu_memory_mb if num_gpus < 1 else None  # a whole GPU grows instead of being capped
+    return {**settings, "device": f"GPU: {details.get('device_name', gpus[0].name)}", "gpu_memory_mb": capped}
 
 
 def environment(num_cpus: float, num_gpus: float) -> dict:
