@@ -2,7 +2,7 @@
 
 Sources, in order: a data folder (``--data-dir`` or ``$REGIMEN_DATA_DIR``) holding ``mnist.npz``,
 ``imdb.npz`` and ``fashion-mnist/*-ubyte.gz``; Debian's ``dataset-fashion-mnist`` package; Keras' own
-cache (``$KERAS_HOME/datasets``); Keras' download. ``synthetic=True`` swaps in generated arrays with the
+cache (``$KERAS_HOME/datasets``); Keras' download. :func:`synthetic` makes generated arrays with the
 same shapes, dtypes and class balance, for tests and demos.
 
 Reading and preprocessing are pure functions of file bytes; only :func:`locate` touches the network.
@@ -304,10 +304,3 @@ def _synthetic_imdb(rng: np.random.Generator, num_words: int, n_train: int, n_te
         return x, y.astype(np.float32).reshape(-1, 1)
 
     return Arrays(*reviews(n_train), *reviews(n_test), source="SYNTHETIC imdb", synthetic=True)
-
-
-def load(dataset: Dataset, data_dir: Path | None = None, synthetic_data: bool = False) -> Arrays:
-    """The arrays for ``dataset``: generated, or read from the first source that has the files."""
-    if synthetic_data:
-        return synthetic(dataset)
-    return read_dataset(dataset, locate(dataset.name, data_dir))

@@ -9,6 +9,11 @@ from jobs import data
 from jobs.spec import FashionMnist, Imdb, Mnist
 
 
+def load(dataset, data_dir):
+    """A dataset read from ``data_dir`` as `regimen run` reads it: located, then read."""
+    return data.read_dataset(dataset, data.locate(dataset.name, data_dir, download=False))
+
+
 def seed_sequences_shaping(sequences, dimension):
     """The seed's loop, verbatim but for names."""
     results = np.zeros((len(sequences), dimension))
@@ -75,7 +80,7 @@ def test_mnist_and_fashion_equal_keras_loaders_scaled(tmp_path, monkeypatch):
     np.savez(tmp_path / "mnist.npz", x_train=xa, y_train=ya, x_test=xb, y_test=yb)
     monkeypatch.setattr(mnist, "get_file", lambda *args, **kwargs: str(tmp_path / "mnist.npz"))
     (x_train, _), (x_test, y_test) = mnist.load_data()
-    ours = data.load(Mnist(name="mnist"), tmp_path)
+    ours = load(Mnist(name="mnist"), tmp_path)
     np.testing.assert_allclose(ours.x_train, x_train / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(ours.y_test, y_test)
     np.testing.assert_allclose(ours.x_test, x_test / 255.0, rtol=1e-6)
@@ -87,7 +92,7 @@ def test_mnist_and_fashion_equal_keras_loaders_scaled(tmp_path, monkeypatch):
     write_idx(folder, "t10k", xb, yb)
     monkeypatch.setattr(fashion_mnist, "get_file", lambda fname, **kwargs: str(folder / fname))
     (x_train, y_train), _ = fashion_mnist.load_data()
-    ours = data.load(FashionMnist(name="fashion_mnist"), tmp_path)
+    ours = load(FashionMnist(name="fashion_mnist"), tmp_path)
     np.testing.assert_allclose(ours.x_train, x_train / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(ours.y_train, y_train)
 
@@ -126,7 +131,7 @@ def test_corrupt_npz_files_are_named(tmp_path, content):
     path = tmp_path / "mnist.npz"
     path.write_bytes(content)
     with pytest.raises((data.DataCorrupt, data.DataUnavailable)) as caught:
-        data.load(Mnist(name="mnist"), tmp_path)
+        load(Mnist(name="mnist"), tmp_path)
     if content:
         assert str(path) in str(caught.value)
 
@@ -137,17 +142,17 @@ def test_truncated_npz_and_wrong_shapes(tmp_path):
     np.savez(path, x_train=xa, y_train=ya, x_test=xb, y_test=yb)
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(data.DataCorrupt, match=r"not a readable \.npz"):
-        data.load(Mnist(name="mnist"), tmp_path)
+        load(Mnist(name="mnist"), tmp_path)
     np.savez(path, x_train=xa.reshape(10, 784), y_train=ya, x_test=xb, y_test=yb)
     with pytest.raises(data.DataCorrupt, match=r"expected \(N, 28, 28\)"):
-        data.load(Mnist(name="mnist"), tmp_path)
+        load(Mnist(name="mnist"), tmp_path)
 
 
 def test_a_pickled_object_other_than_lists_is_refused(tmp_path):
     path = tmp_path / "imdb.npz"
     np.savez(path, x_train=np.array([{"a": 1}], dtype=object), y_train=[0], x_test=np.array([[1]]), y_test=[0])
     with pytest.raises(data.DataCorrupt):
-        data.load(Imdb(name="imdb", num_words=100), tmp_path)
+        load(Imdb(name="imdb", num_words=100), tmp_path)
 
 
 @pytest.mark.parametrize(
