@@ -207,9 +207,11 @@ def imdb_words(sequences: np.ndarray, num_words: int) -> list[np.ndarray]:
     return out
 
 
-def preprocess_imdb(raw: dict[str, np.ndarray], num_words: int, source: str) -> Arrays:
-    rng = np.random.RandomState(IMDB_SHUFFLE_SEED)  # Keras shuffles train, then test, with one RNG
-    split = {}
+def imdb_load_data(raw: dict[str, np.ndarray], num_words: int, source: str) -> dict[str, tuple]:
+    """What Keras' ``imdb.load_data(num_words=...)`` returns, from the archive's arrays: each part shuffled
+    (one RNG, train then test), word indices shifted, rare words mapped to the OOV index."""
+    rng = np.random.RandomState(IMDB_SHUFFLE_SEED)
+    parts = {}
     for part in ("train", "test"):
         x, y = raw[f"x_{part}"], np.asarray(raw[f"y_{part}"])
         if len(x) != len(y):
@@ -217,13 +219,20 @@ def preprocess_imdb(raw: dict[str, np.ndarray], num_words: int, source: str) -> 
         order = np.arange(len(x))
         rng.shuffle(order)
         try:
-            words = imdb_words(x[order], num_words)
+            parts[part] = (imdb_words(x[order], num_words), y[order])
         except (TypeError, ValueError) as error:
             raise DataCorrupt(f"{source}: x_{part} is not a list of word-index lists ({error})") from None
-        split[part] = (
+    return parts
+
+
+def preprocess_imdb(raw: dict[str, np.ndarray], num_words: int, source: str) -> Arrays:
+    split = {
+        part: (
             multi_hot(words, num_words),
-            y[order].astype(np.float32).reshape(-1, 1),  # (N, 1): Keras 3 binary_crossentropy metric
+            labels.astype(np.float32).reshape(-1, 1),  # (N, 1): Keras 3 binary_crossentropy metric
         )
+        for part, (words, labels) in imdb_load_data(raw, num_words, source).items()
+    }
     return Arrays(*split["train"], *split["test"], source=source)
 
 
@@ -242,14 +251,13 @@ def preprocess_images(x_train, y_train, x_test, y_test, source: str) -> Arrays:
     )
 
 
-def read_dataset(dataset: Dataset, files: list[Path]) -> Arrays:
-    """Canonical files -> preprocessed arrays."""
-    source = str(files[0].parent if dataset.name == "fashion_mnist" else files[0])
-    if isinstance(dataset, Imdb):
-        return preprocess_imdb(read_npz(files[0]), dataset.num_words, source)
-    if dataset.name == "mnist":
+def read_images(name: str, files: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What Keras' ``mnist.load_data()`` / ``fashion_mnist.load_data()`` return (uint8 images, labels),
+    flattened to x_train, y_train, x_test, y_test."""
+    if name == "mnist":
         raw = read_npz(files[0])
-        return preprocess_images(raw["x_train"], raw["y_train"], raw["x_test"], raw["y_test"], source)
+        return raw["x_train"], raw["y_train"], raw["x_test"], raw["y_test"]
+    source = files[0].parent
     by_name = {f.name: f for f in files}
     labels, images = {}, {}
     for part in ("train", "t10k"):
@@ -260,7 +268,15 @@ def read_dataset(dataset: Dataset, files: list[Path]) -> Arrays:
                 f"{source}: {part} images hold {pixels.size} bytes; expected {len(labels[part])} x 28 x 28"
             )
         images[part] = pixels.reshape(-1, 28, 28)
-    return preprocess_images(images["train"], labels["train"], images["t10k"], labels["t10k"], source)
+    return images["train"], labels["train"], images["t10k"], labels["t10k"]
+
+
+def read_dataset(dataset: Dataset, files: list[Path]) -> Arrays:
+    """Canonical files -> preprocessed arrays."""
+    source = str(files[0].parent if dataset.name == "fashion_mnist" else files[0])
+    if isinstance(dataset, Imdb):
+        return preprocess_imdb(read_npz(files[0]), dataset.num_words, source)
+    return preprocess_images(*read_images(dataset.name, files), source=source)
 
 
 # ---------------------------------------------------------------- synthetic
