@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 
 from jobs.data import default_data_dir
+from jobs.execution import LEVERS, UnknownLever, levers_off
 from jobs.loading import LoadedExperiment, load_experiments
 from jobs.plan import BadResources
 from jobs.store import Store, StoreUnavailable, open_store
@@ -40,6 +41,13 @@ def number(low: float, kind=float, inclusive: bool = True, high: float = math.in
         return value
 
     return parse
+
+
+def lever_names(text: str) -> frozenset[str]:
+    try:
+        return levers_off([name.strip() for name in text.split(",") if name.strip()])
+    except UnknownLever as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 RESOURCE_FLAGS = ("num_cpus", "num_gpus", "gpu_memory_mb")
@@ -83,6 +91,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--require-gpu", action="store_true", help="refuse GPU jobs on a machine with no GPU")
     run.add_argument("--in-process", action="store_true", help="run jobs one by one in this process, without Ray")
     run.add_argument("--no-report", action="store_true", help="do not render the report after the run")
+    run.add_argument(
+        "--off",
+        type=lever_names,
+        default=frozenset(),
+        metavar="LEVER[,LEVER]",
+        help=f"performance levers to leave off, to measure them ({', '.join(LEVERS)}; see BENCHMARKS.md)",
+    )
 
     report = commands.add_parser("report", help="render the report from stored results (no training)")
     report.add_argument("--results", default="results", help="results folder or fsspec URI (default: ./results)")
@@ -210,6 +225,7 @@ def cmd_run(args, console: Console) -> int:
         require_gpu=args.require_gpu,
         resources=resource_overrides(args),
         executor="local" if args.in_process else "ray",
+        off=args.off,
     )
     if args.data_dir is not None and not args.data_dir.is_dir():
         console.print(f"--data-dir: no such folder '{args.data_dir}'", markup=False)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from jobs.data import Arrays
+from jobs.execution import estimated_flops, threads_for
 from jobs.plan import Job, data_key
 from jobs.worker import JobFailed, train
 
@@ -58,11 +59,23 @@ class Executor(ABC):
         """Stop jobs still running or pending (Ctrl-C)."""
 
 
+def longest_first(jobs: list[Job], datasets: dict[str, Arrays]) -> list[Job]:
+    """Jobs by estimated work, largest first: on a few cores the run then ends when the longest job
+    does, not after a long job started last."""
+
+    def work(job: Job) -> float:
+        data = datasets[data_key(job.dataset, job.synthetic)]
+        return estimated_flops(job, len(data.x_train), len(data.x_test))
+
+    return sorted(jobs, key=work, reverse=True)
+
+
 class InProcessExecutor(Executor):
     """Runs jobs one after another in this process: the same contract as Ray, nothing distributed."""
 
-    def __init__(self):
+    def __init__(self, off: frozenset[str] = frozenset()):
         self.board = ProgressBoard()
+        self.off = off
 
     def run(self, jobs, datasets, store_uri, on_progress=None):
         def report(*args):
@@ -73,7 +86,8 @@ class InProcessExecutor(Executor):
         for job in jobs:
             report(job.id, 0, job.training.epochs, {})
             try:
-                yield Outcome(job, output=train(job, datasets[data_key(job.dataset, job.synthetic)], store_uri, report))
+                data = datasets[data_key(job.dataset, job.synthetic)]
+                yield Outcome(job, output=train(job, data, store_uri, report, self.off))
             except JobFailed as failure:
                 yield Outcome(job, failure=failure)
 
@@ -81,38 +95,56 @@ class InProcessExecutor(Executor):
         """Nothing to do: jobs run in this thread, so the interrupt itself stopped the current one."""
 
 
-def _train_task(job: Job, data: Arrays, store_uri: str, board) -> dict:
+def _train_task(job: Job, data: Arrays, store_uri: str, board, off: frozenset[str]) -> dict:
     """The Ray task body: tell the board the job started, then train."""
     board.update.remote(job.id, 0, job.training.epochs, {})
-    return train(job, data, store_uri, lambda *args: board.update.remote(*args))
+    return train(job, data, store_uri, lambda *args: board.update.remote(*args), off)
 
 
 class RayExecutor(Executor):
-    """One Ray task per job with the job's CPU/GPU request; results gathered with ``ray.wait``."""
+    """One Ray task per job with the job's CPU/GPU request; results gathered with ``ray.wait``.
 
-    def __init__(self, poll_seconds: float = 0.5):
+    Worker processes are reused, so TensorFlow is imported once per process, not once per job. But
+    TensorFlow fixes its threads, visible GPUs and memory cap when it starts, so a process may only serve
+    jobs that need the same ones: CPU jobs carry their thread count as an environment variable, and Ray
+    reuses a process only for tasks with the same runtime environment; a GPU job gets a fresh process
+    (``max_calls=1``), since Ray may hand the next task another GPU.
+    """
+
+    def __init__(self, poll_seconds: float = 0.5, off: frozenset[str] = frozenset()):
         import ray
 
         self.ray = ray
         self.poll_seconds = poll_seconds
+        self.off = off
         self.board = ray.remote(num_cpus=0)(ProgressBoard).remote()
-        # One process per job: TensorFlow fixes its threads, visible GPUs and memory cap when it starts,
-        # so a worker process reused for a job with other resources would silently keep the old ones.
-        self.task = ray.remote(max_calls=1)(_train_task)
+        self.reusing_task = ray.remote(_train_task)
+        self.fresh_process_task = ray.remote(max_calls=1)(_train_task)  # Ray allows max_calls only here
         self.pending: dict = {}
+
+    def _task(self, job: Job):
+        resources = job.resources
+        task = self.fresh_process_task if resources.num_gpus > 0 or "reuse" in self.off else self.reusing_task
+        return task.options(
+            num_cpus=resources.num_cpus,
+            num_gpus=resources.num_gpus,
+            runtime_env={"env_vars": {"REGIMEN_TF_THREADS": str(threads_for(resources.num_cpus))}},
+            max_retries=SYSTEM_RETRIES,
+            retry_exceptions=False,
+            name=f"regimen:{job.label}",
+        )
 
     def run(self, jobs, datasets, store_uri, on_progress=None):
         ray = self.ray
-        refs = {key: ray.put(arrays) for key, arrays in datasets.items()}  # once per dataset, not per job
+        if "order" not in self.off:
+            jobs = longest_first(jobs, datasets)
+        # once per dataset, not per job; with the lever off each task's argument is serialised again
+        shared = "shared-data" not in self.off
+        refs = {key: ray.put(arrays) if shared else arrays for key, arrays in datasets.items()}
+        del datasets  # the driver's own copies: freed once they are in the object store
         for job in jobs:
-            resources = job.resources
-            ref = self.task.options(
-                num_cpus=resources.num_cpus,
-                num_gpus=resources.num_gpus,
-                max_retries=SYSTEM_RETRIES,
-                retry_exceptions=False,
-                name=f"regimen:{job.label}",
-            ).remote(job, refs[data_key(job.dataset, job.synthetic)], store_uri, self.board)
+            data = refs[data_key(job.dataset, job.synthetic)]
+            ref = self._task(job).remote(job, data, store_uri, self.board, self.off)
             self.pending[ref] = job
         while self.pending:
             done, _ = ray.wait(list(self.pending), num_returns=1, timeout=self.poll_seconds)

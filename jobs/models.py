@@ -67,10 +67,25 @@ def keras_optimizer(spec: Optimizer) -> keras.optimizers.Optimizer:
     return constructor() if spec.learning_rate is None else constructor(learning_rate=spec.learning_rate)
 
 
-def build_model(dataset: Dataset, layers: tuple[Layer, ...], training: Training, name: str = "model") -> keras.Model:
-    """The variant's model, compiled with its optimizer, loss and metrics."""
+def build_model(
+    dataset: Dataset,
+    layers: tuple[Layer, ...],
+    training: Training,
+    name: str = "model",
+    steps_per_execution: int = 1,
+    jit_compile: bool | str = "auto",
+) -> keras.Model:
+    """The variant's model, compiled with its optimizer, loss and metrics. ``steps_per_execution``: see
+    ``execution.Execution``; ``jit_compile``: Keras' default, which leaves XLA off on CPU (measured
+    slower there, ``BENCHMARKS.md``)."""
     import keras
 
     model = keras.Sequential([keras.Input(shape=input_shape(dataset)), *map(keras_layer, layers)], name=name)
-    model.compile(optimizer=keras_optimizer(training.optimizer), loss=training.loss, metrics=list(training.metrics))
+    model.compile(
+        optimizer=keras_optimizer(training.optimizer),
+        loss=training.loss,
+        metrics=list(training.metrics),
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
     return model

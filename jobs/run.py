@@ -41,6 +41,7 @@ class RunOptions:
     require_gpu: bool = False
     executor: str = "ray"  # or "local": in this process, no Ray
     resources: dict = field(default_factory=dict)  # overrides every spec's num_cpus / num_gpus / gpu_memory_mb
+    off: frozenset[str] = frozenset()  # performance levers left off (execution.LEVERS)
 
 
 @dataclass
@@ -172,11 +173,11 @@ def start_executor(options: RunOptions) -> tuple[Executor, list[dict[str, float]
     """The executor, the resources of the nodes it runs on, and whether those are this machine."""
     if options.executor == "ray":
         local = connect_ray(options.address)
-        return RayExecutor(), node_shapes(), local
+        return RayExecutor(off=options.off), node_shapes(), local
     import tensorflow as tf
 
     gpus = float(len(tf.config.list_physical_devices("GPU")))
-    return InProcessExecutor(), [{"CPU": float(os.cpu_count() or 1), "GPU": gpus}], True
+    return InProcessExecutor(options.off), [{"CPU": float(os.cpu_count() or 1), "GPU": gpus}], True
 
 
 def execute(experiments: list[LoadedExperiment], options: RunOptions, console: Console) -> RunSummary:
@@ -208,8 +209,10 @@ def execute(experiments: list[LoadedExperiment], options: RunOptions, console: C
             record.reset()
         record.start(job.describe())
     with Progress(to_run, summary.skipped, console) as progress:
+        outcomes = executor.run(to_run, datasets, store.uri, progress.refresh)
+        del datasets  # the executor owns them now: Ray's keeps them in its object store, not twice here
         try:
-            for outcome in executor.run(to_run, datasets, store.uri, progress.refresh):
+            for outcome in outcomes:
                 persist(store, outcome)
                 progress.finished(outcome)
                 if outcome.failure is None:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jobs.data import Arrays
+from jobs.execution import execution_for
 from jobs.plan import Job
 from jobs.store import JobRecord, Store, now
 
@@ -52,16 +53,17 @@ class Superseded(Exception):
     stop before writing more."""
 
 
-def configure_tensorflow(num_cpus: float, num_gpus: float, gpu_memory_mb: int | None) -> dict:
-    """Threads from the task's CPUs; GPU visibility, memory cap or growth. Must run before TF computes."""
+def configure_tensorflow(threads: int, num_gpus: float, gpu_memory_mb: int | None) -> dict:
+    """Threads from the task's CPUs; GPU visibility, memory cap or growth. Must run before TF computes;
+    a reused worker process keeps what its first job set (Ray reuses a process only for jobs with the
+    same settings, see ``executors.RayExecutor``)."""
     import tensorflow as tf
 
-    threads = max(1, math.floor(num_cpus))
     settings = {"intra_op_threads": threads, "inter_op_threads": threads}
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:  # TF already initialised in this process (in-process executor): keep its threads
+    except RuntimeError:  # TF already initialised in this process: keep its threads
         settings = {
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
@@ -162,23 +164,41 @@ def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: 
     return store_history, [store_history, backup, *mirror], scratch
 
 
-def train(job: Job, data: Arrays, store_uri: str, report: ProgressReport | None = None) -> dict:
-    """Train ``job`` on ``data``; returns ``{"history", "result", "log"}`` or raises :class:`JobFailed`."""
+#: Jobs this process has run, this one included: more than 1 means TensorFlow was already imported.
+_jobs_in_process = 0
+
+
+def train(
+    job: Job, data: Arrays, store_uri: str, report: ProgressReport | None = None, off: frozenset[str] = frozenset()
+) -> dict:
+    """Train ``job`` on ``data``; returns ``{"history", "result", "log"}`` or raises :class:`JobFailed`.
+
+    ``off`` names performance levers to leave off (``execution.LEVERS``)."""
+    global _jobs_in_process
+    _jobs_in_process += 1
     log: list[str] = [f"{now()} job {job.id} ({job.label}) on {socket.gethostname()}"]
     record = Store(store_uri).job(job.id)
     store_history = scratch = None
     try:
         started, clock = now(), time.perf_counter()
         resources = job.resources
-        device = configure_tensorflow(resources.num_cpus, resources.num_gpus, resources.gpu_memory_mb)
+        x_train, y_train, x_val, y_val = _splits(job, data)
+        execution = execution_for(job, len(x_train), off)
+        device = configure_tensorflow(execution.threads, resources.num_gpus, resources.gpu_memory_mb)
         import keras
 
         from jobs.models import build_model
 
+        keras.backend.clear_session()  # a reused process: drop the previous job's graphs and layer names
         keras.utils.set_random_seed(job.seed)
-        model = build_model(job.dataset, job.layers, job.training, name=job.id)
+        model = build_model(
+            job.dataset,
+            job.layers,
+            job.training,
+            name=job.id,
+            steps_per_execution=execution.steps_per_execution,
+        )
         store_history, callbacks, scratch = _callbacks(job, record, report, log)
-        x_train, y_train, x_val, y_val = _splits(job, data)
         fit_clock = time.perf_counter()
         model.fit(
             x_train,
@@ -191,9 +211,7 @@ def train(job: Job, data: Arrays, store_uri: str, report: ProgressReport | None 
         )
         fit_s = time.perf_counter() - fit_clock
         evaluate_clock = time.perf_counter()
-        test = model.evaluate(
-            data.x_test, data.y_test, batch_size=max(job.training.batch_size, 1000), verbose=0, return_dict=True
-        )
+        test = model.evaluate(data.x_test, data.y_test, batch_size=job.training.batch_size, verbose=0, return_dict=True)
         evaluate_s = time.perf_counter() - evaluate_clock
         history = store_history.history
         if history is None:  # the checkpoint restored a finished fit: every epoch is in the store already
@@ -219,7 +237,13 @@ def train(job: Job, data: Arrays, store_uri: str, report: ProgressReport | None 
                 "total_s": round(time.perf_counter() - clock, 3),
                 "seconds_per_epoch": round(fit_s / max(1, epochs_run), 4),
             },
-            "environment": {**environment(resources.num_cpus, resources.num_gpus), **device},
+            "environment": {
+                **environment(resources.num_cpus, resources.num_gpus),
+                **device,
+                "pid": os.getpid(),
+                "jobs_in_process": _jobs_in_process,
+            },
+            "execution": execution.describe(),
         }
         return {"history": history, "result": result, "log": "\n".join(log)}
     except Exception as error:

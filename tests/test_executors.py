@@ -53,8 +53,13 @@ def test_ray_executor(jobs_and_data, tmp_path, local_ray):
     two_cpus = replace(jobs[1], resources=jobs[1].resources.model_copy(update={"num_cpus": 2}))
     jobs = [jobs[0], two_cpus, *jobs[2:]]  # run after a 1-CPU job: no worker process keeps its threads
     outcomes = check_contract(RayExecutor(poll_seconds=0.2), jobs, datasets, str(tmp_path))
-    threads = {o.job.id: o.output["result"]["environment"]["intra_op_threads"] for o in outcomes if o.output}
+    environments = {o.job.id: o.output["result"]["environment"] for o in outcomes if o.output}
+    threads = {job_id: environment["intra_op_threads"] for job_id, environment in environments.items()}
     assert threads.pop(two_cpus.id) == 2 and set(threads.values()) == {1}
+    # worker processes are reused (TensorFlow imported once per process), but only by jobs with the same threads
+    two_cpu_process = environments.pop(two_cpus.id)["pid"]
+    assert two_cpu_process not in {environment["pid"] for environment in environments.values()}
+    assert max(environment["jobs_in_process"] for environment in environments.values()) >= 2
 
 
 def test_a_job_with_broken_data_fails_with_the_reason(jobs_and_data, tmp_path):

@@ -1,0 +1,68 @@
+"""How a job runs fast on what it was given, without changing what it computes. Pure.
+
+Each lever here was measured on the built-in suite and kept because it helped (``BENCHMARKS.md``,
+``benchmarks/levers.py``); ``regimen run --off LEVER`` turns one off, which is how it is measured. Levers
+measured and not kept — XLA on CPU, the whole test set as one validation batch, a ``tf.data`` pipeline
+instead of Keras' own adapter for numpy arrays — are in ``BENCHMARKS.md`` with their numbers. None of
+them is part of a job's identity: they change how fast a result comes, not the result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from jobs.plan import Job
+from jobs.spec import parameter_count
+
+#: name -> what turning it off does (``regimen run --off NAME``)
+LEVERS = {
+    "steps": "one Python call per batch instead of one per epoch (Keras steps_per_execution=1)",
+    "reuse": "a fresh worker process (and TensorFlow import) for every job",
+    "shared-data": "every job gets its own copy of its dataset instead of one shared object in Ray's store",
+    "order": "jobs dispatched in spec order instead of the longest first",
+}
+
+
+class UnknownLever(ValueError):
+    pass
+
+
+def levers_off(names: list[str]) -> frozenset[str]:
+    """Validated lever names; an unknown one raises with the valid choices."""
+    unknown = [name for name in names if name not in LEVERS]
+    if unknown:
+        raise UnknownLever(f"unknown lever {unknown[0]!r}; expected one of: {', '.join(LEVERS)}")
+    return frozenset(names)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The settings one job trains with."""
+
+    threads: int
+    steps_per_execution: int
+
+    def describe(self) -> dict:
+        return dict(self.__dict__)
+
+
+def threads_for(num_cpus: float) -> int:
+    """TensorFlow's intra- and inter-op threads for a task holding ``num_cpus`` CPUs."""
+    return max(1, math.floor(num_cpus))
+
+
+def execution_for(job: Job, train_rows: int, off: frozenset[str] = frozenset()) -> Execution:
+    """One Python call per epoch: Keras runs all of an epoch's steps inside one compiled loop."""
+    steps = max(1, math.ceil(train_rows / job.training.batch_size))
+    return Execution(
+        threads=threads_for(job.resources.num_cpus),
+        steps_per_execution=1 if "steps" in off else steps,
+    )
+
+
+def estimated_flops(job: Job, train_rows: int, validation_rows: int) -> float:
+    """Floating-point operations of the whole job: 6 per parameter per training example (forward and
+    backward), 2 per parameter per validation example, every epoch. Orders jobs longest first."""
+    per_epoch = 6 * train_rows + 2 * validation_rows
+    return float(parameter_count(job.dataset, job.layers)) * per_epoch * job.training.epochs
