@@ -8,7 +8,7 @@ RESULTS ?= results
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint run demo report validate plan data bench lock browser clean
+.PHONY: help install test lint run demo report validate plan data bench bench-levers bench-targets lock browser clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -54,7 +54,14 @@ data: $(INSTALLED) ## where each dataset is found; DIR=path stages real MNIST an
 	elif [ -n "$(DIR)" ]; then echo "no ../shared/data/stage-offline-data here: put the files listed below in $(DIR)"; fi
 	$(BIN)/regimen data $(if $(DIR),--data-dir $(DIR))
 
-bench: $(INSTALLED) ## time the speed targets: demo, rerun, report, GPU refusal (benchmarks/targets.py)
+bench: $(INSTALLED) ## the suite vs the seed's scripts, side by side (~12 min; benchmarks/suite.py, BENCHMARKS.md)
+	$(BIN)/python benchmarks/suite.py $(if $(DIR),--data-dir $(DIR))
+
+bench-levers: $(INSTALLED) ## each performance lever on and off, on make bench's data (benchmarks/levers.py)
+	$(BIN)/python benchmarks/levers.py --data-dir bench/data/suite jobs
+	$(BIN)/python benchmarks/levers.py --data-dir bench/data/suite suite
+
+bench-targets: $(INSTALLED) ## time issue 3's targets: demo, rerun, report, GPU refusal (benchmarks/targets.py)
 	$(BIN)/python benchmarks/targets.py
 
 lock: $(INSTALLED) ## re-pin requirements.lock from the installed environment

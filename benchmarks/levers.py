@@ -1,0 +1,172 @@
+"""Each performance lever of ``jobs/execution.py``, measured on and off (the numbers in BENCHMARKS.md).
+
+    .venv/bin/python benchmarks/levers.py --data-dir DIR jobs          per-job levers, ~5 min
+    .venv/bin/python benchmarks/levers.py --data-dir DIR suite [--max-epochs N]   process levers
+
+``jobs``: four jobs of the suite (the 706k-parameter overfit model, the 382k batchnorm one, fashion's
+284k one, a 30k IMDB one), each trained for a few epochs in a fresh process on one thread, as the suite
+runs them: as the product trains them, then with ``steps`` off, and with each candidate the product
+measured and did not keep — XLA (``jit_compile=True``), the whole test set as one validation batch, a
+``tf.data`` pipeline with prefetch instead of Keras' own adapter for numpy arrays. Seconds per epoch are
+the median after the first epoch (which compiles).
+
+``suite``: ``regimen run`` of the whole suite on a fresh store, with every lever on, then with
+``--off reuse``, ``--off shared-data``, ``--off order``, and with ``--num-cpus 2`` (one job at a time
+on both cores instead of two jobs side by side). Wall time and peak memory of the process tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+JOBS = {
+    "overfit": ("overfitting", "overfit"),
+    "batchnorm-bn": ("batchnorm", "bn"),
+    "fashion-develop": ("fashion", "develop"),
+    "l1-basic": ("l1", "basic"),
+}
+#: label -> (levers off, candidate not kept that is switched on)
+JOB_VARIANTS = {
+    "product": ([], None),
+    "steps off": (["steps"], None),
+    "+ xla": ([], "xla"),
+    "+ val batch = test set": ([], "val-batch"),
+    "+ tf.data feed": ([], "tf.data"),
+}
+SUITE_VARIANTS = {
+    "all on": [],
+    "reuse off": ["--off", "reuse"],
+    "shared-data off": ["--off", "shared-data"],
+    "order off": ["--off", "order"],
+    "one job at a time, 2 threads": ["--num-cpus", "2"],
+}
+
+
+def find_job(experiment: str, variant: str):
+    from jobs.loading import load_experiments
+    from jobs.plan import expand
+
+    loaded, _ = load_experiments([ROOT / "specs" / f"{experiment}.yaml"])
+    return next(job for job in expand([loaded[0].experiment]) if job.uses[0].variant == variant)
+
+
+def time_one(name: str, off: list[str], candidate: str, data_dir: Path, epochs: int) -> dict:
+    """In this process: one job's seconds per epoch with the levers in ``off`` left off and ``candidate``
+    (xla, val-batch, tf.data or none) on."""
+    from jobs.data import locate, read_dataset
+    from jobs.execution import execution_for
+    from jobs.worker import configure_tensorflow
+
+    job = find_job(*JOBS[name])
+    data = read_dataset(job.dataset, locate(job.dataset.name, data_dir, download=False))
+    execution = execution_for(job, len(data.x_train), frozenset(off))
+    configure_tensorflow(execution.threads, 0, None)
+    import keras
+    import tensorflow as tf
+
+    from jobs.models import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model(
+        job.dataset,
+        job.layers,
+        job.training,
+        steps_per_execution=execution.steps_per_execution,
+        jit_compile=candidate == "xla" or "auto",
+    )
+    ends: list[float] = []
+    clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: ends.append(time.perf_counter()))
+    batch = job.training.batch_size
+    validation_batch = len(data.x_test) if candidate == "val-batch" else batch
+    if candidate == "tf.data":
+        train = tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
+        train = train.shuffle(len(data.x_train)).batch(batch).prefetch(tf.data.AUTOTUNE)
+        test = tf.data.Dataset.from_tensor_slices((data.x_test, data.y_test))
+        validation = test.batch(validation_batch).prefetch(tf.data.AUTOTUNE)
+        fit = {"x": train, "validation_data": validation}
+    else:
+        fit = {
+            "x": data.x_train,
+            "y": data.y_train,
+            "batch_size": batch,
+            "validation_data": (data.x_test, data.y_test),
+            "validation_batch_size": validation_batch,
+        }
+    started = time.perf_counter()
+    model.fit(**fit, epochs=epochs, callbacks=[clock], verbose=0)
+    per_epoch = [b - a for a, b in zip([started, *ends], ends, strict=False)]
+    return {"first_epoch_s": per_epoch[0], "epoch_s": statistics.median(per_epoch[1:]), **execution.describe()}
+
+
+def jobs_table(data_dir: Path, epochs: int) -> list[dict]:
+    rows = []
+    for name in JOBS:
+        for label, (off, candidate) in JOB_VARIANTS.items():
+            command = [sys.executable, __file__, "--data-dir", str(data_dir), "one", name, ",".join(off)]
+            command.append(candidate or "none")
+            done = subprocess.run([*command, str(epochs)], capture_output=True, text=True, check=True)
+            row = {"job": name, "variant": label, **json.loads(done.stdout.strip().splitlines()[-1])}
+            rows.append(row)
+            print(f"{name:<16} {label:<24} {row['epoch_s']:7.3f} s/epoch (first {row['first_epoch_s']:.2f} s)")
+    return rows
+
+
+def suite_table(data_dir: Path, max_epochs: int | None) -> list[dict]:
+    from benchmarks.processes import measure
+
+    rows = []
+    for label, extra in SUITE_VARIANTS.items():
+        scratch = Path(tempfile.mkdtemp(prefix="regimen-levers-"))
+        run = [sys.executable, "-m", "jobs", "run", "specs", "--data-dir", str(data_dir), "--no-report"]
+        run += ["--results", str(scratch / "results"), *extra]
+        run += ["--max-epochs", str(max_epochs)] if max_epochs else []
+        measured = measure(run, scratch / "run.log", ROOT)
+        row = {"variant": label, "wall_s": round(measured.seconds, 1), "peak_gib": measured.peak_memory_bytes / 2**30}
+        row["exit_code"] = measured.returncode
+        rows.append(row)
+        print(f"{label:<30} {row['wall_s']:7.1f} s  peak {row['peak_gib']:.2f} GiB  exit {measured.returncode}")
+        subprocess.run(["rm", "-rf", str(scratch)], check=False)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, required=True, help="mnist.npz, fashion-mnist/, imdb.npz")
+    commands = parser.add_subparsers(dest="command", required=True)
+    jobs = commands.add_parser("jobs")
+    jobs.add_argument("--epochs", type=int, default=4)
+    suite = commands.add_parser("suite")
+    suite.add_argument("--max-epochs", type=int)
+    one = commands.add_parser("one")  # internal: one measurement in a fresh process
+    one.add_argument("name", choices=JOBS)
+    one.add_argument("off")
+    one.add_argument("candidate", choices=["none", "xla", "val-batch", "tf.data"])
+    one.add_argument("epochs", type=int)
+    args = parser.parse_args()
+    if args.command == "one":
+        off = [name for name in args.off.split(",") if name]
+        print(json.dumps(time_one(args.name, off, args.candidate, args.data_dir, args.epochs)))
+        return 0
+    if args.command == "jobs":
+        rows = jobs_table(args.data_dir, args.epochs)
+    else:
+        rows = suite_table(args.data_dir, args.max_epochs)
+    out = ROOT / "bench" / "results" / f"levers-{args.command}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2) + "\n")
+    print(f"written: {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""The built-in suite, side by side: the seed's five scripts one after another vs ``regimen run``.
+
+    .venv/bin/python benchmarks/suite.py [--data-dir DIR]                       (make bench)
+
+Same machine, same run, same data, epochs and batch sizes on both sides. Real MNIST and Fashion-MNIST
+(staged with ``../shared/data/stage-offline-data`` when no --data-dir is given); IMDB real where the data
+folder has ``imdb.npz``, otherwise SYNTHETIC at its real full shape (25000 reviews for training and for
+test), written as a canonical ``imdb.npz`` that both sides read. Prints, and writes as JSON under
+``bench/results/``: both wall times and their ratio; training FLOPs / wall / measured matmul peak for
+each side; the peak memory of each side's whole process tree; a rerun of the finished suite; and every
+variant's test metrics on both sides with the tolerance they must agree within. Exit code 1 when a
+target of issue 7 is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.processes import Measured, measure  # noqa: E402
+from benchmarks.run_seed_script import VARIANTS  # noqa: E402
+from jobs.data import IMDB_INDEX_FROM, IMDB_OOV_CHAR, synthetic  # noqa: E402
+from jobs.loading import load_experiments  # noqa: E402
+from jobs.plan import expand  # noqa: E402
+from jobs.spec import Imdb, parameter_count  # noqa: E402
+from jobs.store import Store  # noqa: E402
+
+STAGE = ROOT.parent / "shared" / "data" / "stage-offline-data"
+BENCH = ROOT / "bench"
+SEED_SCRIPTS = ROOT / "benchmarks" / "seed"
+#: which experiment's variants each seed script trains
+SCRIPT_EXPERIMENTS = {
+    "overfitting": ("overfitting",),
+    "regularization": ("l1", "l2"),
+    "dropout": ("dropout",),
+    "batchnorm": ("batchnorm",),
+    "fashion": ("fashion",),
+}
+ROWS = {"imdb": (25_000, 25_000), "mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000)}
+#: Both sides train from the same seed, but in a different order of float operations (threads, XLA),
+#: which long training amplifies: accuracies must agree within 0.02, losses within 25% of the baseline's.
+ACCURACY_TOLERANCE, LOSS_TOLERANCE = 0.02, 0.25
+#: issue 7's targets
+TARGETS = {"wall_ratio": 0.40, "flop_share": 0.55, "peak_memory_gib": 2.7, "rerun_seconds": 5.0}
+
+
+def prepare_data(data_dir: Path | None) -> tuple[Path, bool]:
+    """``bench/data/suite``: mnist.npz, fashion-mnist/ and imdb.npz for both sides (and for
+    ``benchmarks/levers.py``); whether its IMDB is real."""
+    if data_dir is None:
+        data_dir = BENCH / "data" / "staged"
+        if not (data_dir / "mnist.npz").is_file():
+            if not STAGE.is_file():
+                sys.exit(f"no --data-dir given and no {STAGE} to stage real MNIST and Fashion-MNIST with")
+            subprocess.run([str(STAGE), str(data_dir)], check=True)
+    into = BENCH / "data" / "suite"
+    subprocess.run(["rm", "-rf", str(into)], check=True)
+    into.mkdir(parents=True)
+    for name in ("mnist.npz", "fashion-mnist"):
+        if not (data_dir / name).exists():
+            sys.exit(f"{data_dir / name} is missing: stage it with {STAGE.name} DIR and pass --data-dir DIR")
+        (into / name).symlink_to((data_dir / name).resolve())
+    if (data_dir / "imdb.npz").is_file():
+        (into / "imdb.npz").symlink_to((data_dir / "imdb.npz").resolve())
+        return into, True
+    write_synthetic_imdb(into / "imdb.npz")
+    return into, False
+
+
+def write_synthetic_imdb(path: Path) -> None:
+    """Regimen's synthetic IMDB (25000 + 25000 reviews) as Keras' canonical archive of word-index lists."""
+    import numpy as np
+
+    arrays = synthetic(Imdb(name="imdb", num_words=100))
+
+    def reviews(multi_hot):
+        out = np.empty(len(multi_hot), dtype=object)
+        for i, row in enumerate(multi_hot):
+            words = np.flatnonzero(row[IMDB_INDEX_FROM:]).tolist()  # load_data adds IMDB_INDEX_FROM back
+            out[i] = [*words, 10_000] if row[IMDB_OOV_CHAR] else words  # a rare word: becomes the OOV index
+        return out
+
+    labels = {part: getattr(arrays, f"y_{part}").ravel().astype(np.int64) for part in ("train", "test")}
+    np.savez(
+        path,
+        x_train=reviews(arrays.x_train),
+        y_train=labels["train"],
+        x_test=reviews(arrays.x_test),
+        y_test=labels["test"],
+    )
+
+
+def matmul_peak() -> float:
+    """The best float32 matmul rate TensorFlow reaches on this machine, all cores, in FLOP/s."""
+    probe = """
+import time, tensorflow as tf
+best = 0.0
+for n in (1024, 2048, 4096):
+    a, b = tf.random.normal((n, n)), tf.random.normal((n, n)) / n**0.5  # chained products stay finite
+
+    @tf.function
+    def chain(a, b):
+        for _ in range(8):
+            a = tf.matmul(a, b)
+        return tf.reduce_sum(a)
+
+    chain(a, b).numpy()
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < 4:
+        chain(a, b).numpy()
+        calls += 1
+    best = max(best, 8 * 2 * n**3 * calls / (time.perf_counter() - started))
+print(best)
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def training_flops(experiments) -> float:
+    """6 FLOPs per parameter per training example per epoch, over the suite's distinct models (the
+    baseline trains the same ten: its regularization script trains the shared basic model once)."""
+    return sum(
+        6 * parameter_count(job.dataset, job.layers) * ROWS[job.dataset.name][0] * job.training.epochs
+        for job in expand(experiments)
+    )
+
+
+def run_baseline(data: Path, scratch: Path) -> tuple[Measured, dict]:
+    """The five scripts one after another, each its own process, as a user runs them."""
+    env = {**os.environ, "REGIMEN_BENCH_DATA": str(data), "REGIMEN_BENCH_OUT": str(scratch)}
+    seconds, peak, metrics, returncode = 0.0, 0, {}, 0
+    for script in VARIANTS:
+        out = scratch / f"{script}.json"
+        command = [sys.executable, str(ROOT / "benchmarks" / "run_seed_script.py"), str(SEED_SCRIPTS / f"{script}.py")]
+        measured = measure([*command, str(out)], scratch / "baseline.log", ROOT, env)
+        seconds, peak = seconds + measured.seconds, max(peak, measured.peak_memory_bytes)
+        returncode = returncode or measured.returncode
+        if measured.returncode == 0:
+            for experiment in SCRIPT_EXPERIMENTS[script]:
+                metrics[experiment] = json.loads(out.read_text())
+        print(f"  baseline {script}: {measured.seconds:.1f} s", flush=True)
+    return Measured(seconds, peak, returncode), metrics
+
+
+def suite_metrics(experiments, results: Path) -> dict:
+    store, metrics = Store(str(results)), {}
+    for job in expand(experiments):
+        result = store.job(job.id).result() or {}
+        for use in job.uses:
+            metrics.setdefault(use.experiment, {})[use.variant] = result.get("test")
+    return metrics
+
+
+def compare(baseline: dict, suite: dict) -> list[dict]:
+    rows = []
+    for experiment, variants in suite.items():
+        for variant, ours in variants.items():
+            theirs = baseline.get(experiment, {}).get(variant) or {}
+            for metric, value in sorted((ours or {}).items()):
+                if metric not in theirs:
+                    continue
+                accuracy = "accuracy" in metric
+                allowed = ACCURACY_TOLERANCE if accuracy else LOSS_TOLERANCE * abs(theirs[metric])
+                rows.append(
+                    {
+                        "experiment": experiment,
+                        "variant": variant,
+                        "metric": metric,
+                        "baseline": theirs[metric],
+                        "regimen": value,
+                        "difference": value - theirs[metric],
+                        "allowed": allowed,
+                        "within": abs(value - theirs[metric]) <= allowed,
+                    }
+                )
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, help="folder with mnist.npz, fashion-mnist/ (and imdb.npz)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs, stores, plots)")
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="regimen-bench-"))
+    data, real_imdb = prepare_data(args.data_dir)
+    loaded, errors = load_experiments([ROOT / "specs"])
+    if errors:
+        sys.exit(f"specs/ does not load: {errors[0]}")
+    experiments = [spec.experiment for spec in loaded]
+    flops = training_flops(experiments)
+    print(f"IMDB: {'real' if real_imdb else 'SYNTHETIC, full shape'}; training FLOPs {flops:.3e}", flush=True)
+    peak = matmul_peak()
+    print(f"matmul peak: {peak / 1e9:.0f} GFLOP/s", flush=True)
+
+    baseline, baseline_metrics = run_baseline(data, scratch)
+    results = scratch / "results"
+    run = [sys.executable, "-m", "jobs", "run", "specs", "--data-dir", str(data), "--results", str(results)]
+    suite = measure(run, scratch / "suite.log", ROOT)
+    print(f"  regimen run: {suite.seconds:.1f} s", flush=True)
+    rerun = measure(run, scratch / "rerun.log", ROOT)
+    rerun_line = (scratch / "rerun.log").read_text().strip().splitlines()[-1]
+    trained_again = "0 trained" not in (scratch / "rerun.log").read_text()
+
+    rows = compare(baseline_metrics, suite_metrics(experiments, results))
+    sides = {
+        "baseline": baseline,
+        "regimen": suite,
+    }
+    report = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()},
+        "imdb": "real" if real_imdb else "synthetic, 25000 x 100 train and test",
+        "matmul_peak_flops": peak,
+        "training_flops": flops,
+        "sides": {
+            name: {
+                "wall_s": round(m.seconds, 2),
+                "flop_share": round(flops / m.seconds / peak, 4),
+                "peak_memory_gib": round(m.peak_memory_bytes / 2**30, 3),
+                "exit_code": m.returncode,
+            }
+            for name, m in sides.items()
+        },
+        "wall_ratio": round(suite.seconds / baseline.seconds, 4),
+        "rerun": {"wall_s": round(rerun.seconds, 2), "trained_nothing": not trained_again, "last_line": rerun_line},
+        "tolerance": {"accuracy_absolute": ACCURACY_TOLERANCE, "loss_relative": LOSS_TOLERANCE},
+        "metrics": rows,
+        "targets": TARGETS,
+    }
+    checks = {
+        "suite wall <= 0.40 x baseline": report["wall_ratio"] <= TARGETS["wall_ratio"],
+        "suite FLOP-limit share >= 0.55": report["sides"]["regimen"]["flop_share"] >= TARGETS["flop_share"],
+        "suite peak memory <= 2.7 GiB": report["sides"]["regimen"]["peak_memory_gib"] <= TARGETS["peak_memory_gib"],
+        "rerun <= 5 s, trains nothing": rerun.seconds <= TARGETS["rerun_seconds"] and not trained_again,
+        "every variant's metrics within tolerance": bool(rows) and all(row["within"] for row in rows),
+        "both sides finished": baseline.returncode == 0 and suite.returncode == 0 and rerun.returncode == 0,
+    }
+    report["checks"] = checks
+    BENCH.joinpath("results").mkdir(parents=True, exist_ok=True)
+    out = BENCH / "results" / f"suite-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print_report(report, out)
+    if args.keep:
+        print(f"scratch kept: {scratch}")
+    else:
+        subprocess.run(["rm", "-rf", str(scratch)], check=False)
+    return 0 if all(checks.values()) else 1
+
+
+def print_report(report: dict, out: Path) -> None:
+    peak = report["matmul_peak_flops"]
+    print(f"\nmatmul peak {peak / 1e9:.0f} GFLOP/s; training {report['training_flops']:.3e} FLOP")
+    print(f"IMDB: {report['imdb']}")
+    print(f"{'side':<10} {'wall s':>8} {'FLOP share':>11} {'peak GiB':>9}")
+    for name, side in report["sides"].items():
+        print(f"{name:<10} {side['wall_s']:8.1f} {side['flop_share']:11.3f} {side['peak_memory_gib']:9.2f}")
+    print(f"ratio regimen / baseline: {report['wall_ratio']:.3f}")
+    print(f"rerun of the finished suite: {report['rerun']['wall_s']:.1f} s ({report['rerun']['last_line']})")
+    print(f"\n{'experiment/variant':<26} {'metric':<34} {'baseline':>9} {'regimen':>9} {'allowed':>8}")
+    for row in report["metrics"]:
+        mark = "" if row["within"] else "  OUTSIDE"
+        print(
+            f"{row['experiment'] + '/' + row['variant']:<26} {row['metric']:<34} {row['baseline']:9.4f} "
+            f"{row['regimen']:9.4f} {row['allowed']:8.4f}{mark}"
+        )
+    print()
+    for check, ok in report["checks"].items():
+        print(f"{'met   ' if ok else 'MISSED'} {check}")
+    print(f"written: {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
