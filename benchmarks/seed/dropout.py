@@ -1,10 +1,8 @@
-import logging
-import os
-
 import numpy as np
 import tensorflow as tf
 from visual import *
 
+import logging, os
 logging.disable(logging.WARNING)
 os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
 

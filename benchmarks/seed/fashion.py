@@ -1,12 +1,10 @@
-import logging
-import os
-
 import numpy as np
 import tensorflow as tf
-from dataloader import load_data
-from plotter import *
 from visual import *
+from plotter import *
+from dataloader import load_data
 
+import logging, os
 logging.disable(logging.WARNING)
 os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
 

@@ -1,0 +1,47 @@
+"""The side-by-side bench compares like with like: the seed's own code, the same data on both sides."""
+
+import re
+import sys
+
+import numpy as np
+import pytest
+from helpers import ROOT
+
+sys.path.insert(0, str(ROOT))
+from benchmarks.run_seed_script import VARIANTS
+from benchmarks.suite import SCRIPT_EXPERIMENTS, compare, write_synthetic_imdb
+from jobs.data import IMDB_SHUFFLE_SEED, preprocess_imdb, read_npz, synthetic
+from jobs.spec import Imdb
+
+SEED_DOCUMENT = ROOT.parent / "shared" / "seeds" / "000_f8becc91890b70b4.txt"
+
+
+def test_the_synthetic_imdb_archive_reads_back_as_regimens_synthetic_imdb(tmp_path):
+    write_synthetic_imdb(tmp_path / "imdb.npz")
+    read = preprocess_imdb(read_npz(tmp_path / "imdb.npz"), 100, "bench")
+    generated = synthetic(Imdb(name="imdb", num_words=100))
+    rng = np.random.RandomState(IMDB_SHUFFLE_SEED)  # Keras' load_data shuffles train, then test
+    for part in ("train", "test"):
+        order = np.arange(25_000)
+        rng.shuffle(order)
+        np.testing.assert_array_equal(getattr(read, f"x_{part}"), getattr(generated, f"x_{part}")[order])
+        np.testing.assert_array_equal(getattr(read, f"y_{part}"), getattr(generated, f"y_{part}")[order])
+
+
+@pytest.mark.skipif(not SEED_DOCUMENT.is_file(), reason="the seed document is not beside this checkout")
+def test_the_baseline_scripts_are_the_seeds_code_but_for_the_marked_label_fix():
+    blocks = re.findall(r"```\n(.*?)```", SEED_DOCUMENT.read_text(), flags=re.S)
+    seed_code = {" ".join(block.split()) for block in blocks if "def main" in block}
+    assert len(seed_code) == 5 == len(VARIANTS) == len(SCRIPT_EXPERIMENTS)
+    for script in VARIANTS:
+        lines = (ROOT / "benchmarks" / "seed" / f"{script}.py").read_text().splitlines()
+        marked = [i for i, line in enumerate(lines) if "REGIMEN BENCH" in line]
+        assert len(marked) == (1 if script in ("overfitting", "regularization", "dropout") else 0)
+        unchanged = [line for i, line in enumerate(lines) if not any(i in (m, m + 1) for m in marked)]
+        assert " ".join(" ".join(unchanged).split()) in seed_code, script
+
+
+def test_metrics_outside_the_tolerance_are_flagged():
+    baseline = {"dropout": {"basic": {"accuracy": 0.80, "loss": 0.50}}}
+    rows = compare(baseline, {"dropout": {"basic": {"accuracy": 0.77, "loss": 0.55}}})
+    assert {row["metric"]: row["within"] for row in rows} == {"accuracy": False, "loss": True}
