@@ -37,7 +37,7 @@ lint: $(INSTALLED) ## ruff
 run: $(INSTALLED) ## train the full built-in suite at the seed's settings on a local Ray, then the report
 	$(BIN)/regimen run specs --results $(RESULTS) $(ARGS)
 
-demo: $(INSTALLED) ## the whole suite on SYNTHETIC data, 3 epochs a job (about 1.5 minutes on 2 cores)
+demo: $(INSTALLED) ## the whole suite on SYNTHETIC data, 3 epochs a job (about 1 minute on 2 cores)
 	$(BIN)/regimen run specs --synthetic --max-epochs 3 --results $(RESULTS) $(ARGS)
 
 report: $(INSTALLED) ## re-render the report from stored results, no training

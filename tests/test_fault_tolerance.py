@@ -252,7 +252,9 @@ def test_driver_killed_then_rerun_retrains_nothing_finished_and_resumes_the_rest
 @pytest.mark.ray
 def test_ctrl_c_cancels_and_says_how_to_resume(tmp_path):
     results = tmp_path / "results"
-    run = start_run("specs/dropout.yaml", "--synthetic", "--max-epochs", "30", "--results", str(results), "--no-report")
+    # the overfit job's 150 epochs outlast any delay in sending the signal: a run that ends by itself
+    # before it arrives cannot pass for one that ignored it
+    run = start_run("specs/overfitting.yaml", "--synthetic", "--results", str(results), "--no-report")
     try:
         wait_for(
             lambda: max(epochs_stored(results).values(), default=0) >= 1 if (results / "jobs").exists() else False,
