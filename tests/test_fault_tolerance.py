@@ -107,6 +107,12 @@ def epochs_stored(results: Path) -> dict[str, int]:
     return found
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C's default action even when these tests run as a background job, whose
+    commands a non-interactive shell starts with SIGINT ignored (and Python then keeps ignoring it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_run(*args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "jobs", "run", *args],
@@ -116,6 +122,7 @@ def start_run(*args: str, env: dict | None = None) -> subprocess.Popen:
         text=True,
         env={**os.environ, **(env or {})},
         start_new_session=True,
+        preexec_fn=default_sigint,
     )
 
 
