@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -135,7 +136,7 @@ def suite_table(data_dir: Path, max_epochs: int | None) -> list[dict]:
         row["exit_code"] = measured.returncode
         rows.append(row)
         print(f"{label:<30} {row['wall_s']:7.1f} s  peak {row['peak_gib']:.2f} GiB  exit {measured.returncode}")
-        subprocess.run(["rm", "-rf", str(scratch)], check=False)
+        shutil.rmtree(scratch, ignore_errors=True)
     return rows
 
 

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,10 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.processes import Measured, measure  # noqa: E402
 from benchmarks.run_seed_script import VARIANTS  # noqa: E402
-from jobs.data import IMDB_INDEX_FROM, IMDB_OOV_CHAR, synthetic  # noqa: E402
+from jobs.data import IMDB_INDEX_FROM, IMDB_OOV_CHAR, ROWS, synthetic  # noqa: E402
+from jobs.execution import estimated_flops  # noqa: E402
 from jobs.loading import load_experiments  # noqa: E402
 from jobs.plan import expand  # noqa: E402
-from jobs.spec import Imdb, parameter_count  # noqa: E402
+from jobs.spec import Imdb  # noqa: E402
 from jobs.store import Store  # noqa: E402
 
 STAGE = ROOT.parent / "shared" / "data" / "stage-offline-data"
@@ -47,7 +49,6 @@ SCRIPT_EXPERIMENTS = {
     "batchnorm": ("batchnorm",),
     "fashion": ("fashion",),
 }
-ROWS = {"imdb": (25_000, 25_000), "mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000)}
 #: Both sides train from the same seed, but in a different order of float operations (threads, XLA),
 #: which long training amplifies: accuracies must agree within 0.02, losses within 25% of the baseline's.
 ACCURACY_TOLERANCE, LOSS_TOLERANCE = 0.02, 0.25
@@ -65,7 +66,7 @@ def prepare_data(data_dir: Path | None) -> tuple[Path, bool]:
                 sys.exit(f"no --data-dir given and no {STAGE} to stage real MNIST and Fashion-MNIST with")
             subprocess.run([str(STAGE), str(data_dir)], check=True)
     into = BENCH / "data" / "suite"
-    subprocess.run(["rm", "-rf", str(into)], check=True)
+    shutil.rmtree(into, ignore_errors=True)
     into.mkdir(parents=True)
     for name in ("mnist.npz", "fashion-mnist"):
         if not (data_dir / name).exists():
@@ -130,10 +131,7 @@ print(best)
 def training_flops(experiments) -> float:
     """6 FLOPs per parameter per training example per epoch, over the suite's distinct models (the
     baseline trains the same ten: its regularization script trains the shared basic model once)."""
-    return sum(
-        6 * parameter_count(job.dataset, job.layers) * ROWS[job.dataset.name][0] * job.training.epochs
-        for job in expand(experiments)
-    )
+    return sum(estimated_flops(job, ROWS[job.dataset.name][0], validation_rows=0) for job in expand(experiments))
 
 
 def run_baseline(data: Path, scratch: Path) -> tuple[Measured, dict]:
@@ -254,7 +252,7 @@ def main() -> int:
     if args.keep:
         print(f"scratch kept: {scratch}")
     else:
-        subprocess.run(["rm", "-rf", str(scratch)], check=False)
+        shutil.rmtree(scratch, ignore_errors=True)
     return 0 if all(checks.values()) else 1
 
 

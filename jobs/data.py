@@ -30,6 +30,8 @@ FASHION_FILES = (
     "t10k-labels-idx1-ubyte.gz",
     "t10k-images-idx3-ubyte.gz",
 )
+#: (training, test) examples of each real dataset; synthetic data has the same.
+ROWS = {"imdb": (25_000, 25_000), "mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000)}
 #: Keras' imdb.load_data defaults, kept so that our arrays equal Keras' own.
 IMDB_SHUFFLE_SEED, IMDB_START_CHAR, IMDB_OOV_CHAR, IMDB_INDEX_FROM = 113, 1, 2, 3
 STAGE_HINT = (
@@ -286,8 +288,9 @@ def synthetic(dataset: Dataset, seed: int = 0, train: int | None = None, test: i
     """Generated data with the real dataset's shapes, dtypes and exact class balance: learnable, with
     some examples drawn from another class than their label, so that a large model can overfit."""
     rng = np.random.default_rng(seed)
+    train, test = train or ROWS[dataset.name][0], test or ROWS[dataset.name][1]
     if isinstance(dataset, Imdb):
-        return _synthetic_imdb(rng, dataset.num_words, train or 25_000, test or 25_000)
+        return _synthetic_imdb(rng, dataset.num_words, train, test)
     base = rng.random((28, 28), dtype=np.float32)
     prototypes = np.clip(base + rng.normal(0, 0.25, (10, 28, 28)).astype(np.float32), 0, 1)
 
@@ -297,7 +300,7 @@ def synthetic(dataset: Dataset, seed: int = 0, train: int | None = None, test: i
         noise = rng.standard_normal((n, 28, 28), dtype=np.float32) * np.float32(0.6)
         return np.clip(prototypes[drawn_from] + noise, 0, 1).astype(np.float32), y.astype(np.int64)
 
-    return Arrays(*images(train or 60_000), *images(test or 10_000), source=f"SYNTHETIC {dataset.name}", synthetic=True)
+    return Arrays(*images(train), *images(test), source=f"SYNTHETIC {dataset.name}", synthetic=True)
 
 
 def _mislabel(rng: np.random.Generator, labels: np.ndarray, classes: int, fraction: float = 0.1) -> np.ndarray:

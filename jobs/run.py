@@ -210,7 +210,7 @@ def execute(experiments: list[LoadedExperiment], options: RunOptions, console: C
         record.start(job.describe())
     with Progress(to_run, summary.skipped, console) as progress:
         outcomes = executor.run(to_run, datasets, store.uri, progress.refresh)
-        del datasets  # the executor owns them now: Ray's keeps them in its object store, not twice here
+        del datasets  # the executor owns them now: Ray keeps them in its object store, not twice here
         try:
             for outcome in outcomes:
                 persist(store, outcome)

@@ -6,13 +6,11 @@ import numpy as np
 import pytest
 from helpers import SPECS, regimen
 
-from jobs.data import Arrays
+from jobs.data import ROWS, Arrays
 from jobs.execution import LEVERS, UnknownLever, execution_for, levers_off
 from jobs.executors import longest_first
 from jobs.loading import load_experiments
 from jobs.plan import data_key, expand
-
-ROWS = {"imdb": (25_000, 25_000), "mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000)}
 
 
 @pytest.fixture(scope="module")
