@@ -44,7 +44,7 @@ SUBMIT_OPTS ?=
 # The working directory sent with the job holds the code and the specs; never data, results or the venv.
 # gitignore syntax: a leading / anchors a name to the checkout's top (plain "report" would drop jobs/report).
 SUBMIT_RUNTIME_ENV ?= {"excludes": ["/.git", "/.venv", "/venv", "/data", "/results", "/results-*", "/report", \
-  "/build", "/dist", "*.egg-info", "**/__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "/.ray", "/.gl"]}
+  "/bench/data", "/build", "/dist", "*.egg-info", "**/__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "/.ray", "/.gl", "/.whl"]}
 
 # --- ray up ------------------------------------------------------------------------------------------
 CLUSTER ?= cluster/aws.yaml
