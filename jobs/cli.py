@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import get_args
 
 from rich.console import Console
 
@@ -20,6 +21,7 @@ from jobs.data import default_data_dir
 from jobs.execution import LEVERS, UnknownLever, levers_off
 from jobs.loading import LoadedExperiment, load_experiments
 from jobs.plan import BadResources
+from jobs.spec import Backend
 from jobs.store import Store, StoreUnavailable, open_store
 
 DEFAULT_SPECS = [Path("specs")]
@@ -70,7 +72,10 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--max-epochs", type=number(1, int), help="cap every job's epochs (smoke runs)")
         sub.add_argument("--num-cpus", type=number(0, inclusive=False), help="CPUs per job, for every spec")
         sub.add_argument("--num-gpus", type=number(0), help="GPUs per job (fractions share one), for every spec")
-        sub.add_argument("--gpu-memory-mb", type=number(256, int), help="cap on TensorFlow's memory per GPU job")
+        sub.add_argument("--gpu-memory-mb", type=number(256, int), help="cap on each GPU job's GPU memory")
+        sub.add_argument(
+            "--backend", choices=get_args(Backend), help="Keras backend for every spec (default: each spec's)"
+        )
 
     specs_argument(commands.add_parser("validate", help="check specs and build every model; train nothing"))
     plan = commands.add_parser("plan", help="list the jobs a run would start")
@@ -151,7 +156,14 @@ def cmd_plan(args, console: Console) -> int:
     from jobs.spec import parameter_count
 
     loaded = load_or_exit(args.specs, console)
-    jobs = expand([e.experiment for e in loaded], args.seeds, args.synthetic, args.max_epochs, resource_overrides(args))
+    jobs = expand(
+        [e.experiment for e in loaded],
+        args.seeds,
+        args.synthetic,
+        args.max_epochs,
+        resource_overrides(args),
+        args.backend,
+    )
     store = open_store(args.results)
     table = Table(box=None, pad_edge=False)
     for column in ("experiment", "variant", "seed", "params", "epochs", "batch", "cpus", "gpus", "job id", "stored"):
@@ -224,6 +236,7 @@ def cmd_run(args, console: Console) -> int:
         force=args.force,
         require_gpu=args.require_gpu,
         resources=resource_overrides(args),
+        backend=args.backend,
         executor="local" if args.in_process else "ray",
         off=args.off,
     )

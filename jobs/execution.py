@@ -52,6 +52,12 @@ def threads_for(num_cpus: float) -> int:
     return max(1, math.floor(num_cpus))
 
 
+def process_env(job: Job) -> dict[str, str]:
+    """The environment a worker process for ``job`` starts with, and so the key under which Ray reuses
+    it: a process keeps the Keras backend and the thread count of its first job."""
+    return {"KERAS_BACKEND": job.backend, "REGIMEN_THREADS": str(threads_for(job.resources.num_cpus))}
+
+
 def execution_for(job: Job, train_rows: int, off: frozenset[str] = frozenset()) -> Execution:
     """One Python call per epoch: Keras runs all of an epoch's steps inside one compiled loop."""
     steps = max(1, math.ceil(train_rows / job.training.batch_size))

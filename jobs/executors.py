@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from jobs.data import Arrays
-from jobs.execution import estimated_flops, threads_for
+from jobs.execution import estimated_flops, process_env
 from jobs.plan import Job, data_key
 from jobs.worker import JobFailed, train
 
@@ -104,11 +104,11 @@ def _train_task(job: Job, data: Arrays, store_uri: str, board, off: frozenset[st
 class RayExecutor(Executor):
     """One Ray task per job with the job's CPU/GPU request; results gathered with ``ray.wait``.
 
-    Worker processes are reused, so TensorFlow is imported once per process, not once per job. But
-    TensorFlow fixes its threads, visible GPUs and memory cap when it starts, so a process may only serve
-    jobs that need the same ones: CPU jobs carry their thread count as an environment variable, and Ray
-    reuses a process only for tasks with the same runtime environment; a GPU job gets a fresh process
-    (``max_calls=1``), since Ray may hand the next task another GPU.
+    Worker processes are reused, so TensorFlow is imported once per process, not once per job. But Keras
+    fixes its backend, and the backend its threads, visible GPUs and memory cap, when they start, so a
+    process may only serve jobs that need the same ones: CPU jobs carry their backend and thread count as
+    environment variables, and Ray reuses a process only for tasks with the same runtime environment; a
+    GPU job gets a fresh process (``max_calls=1``), since Ray may hand the next task another GPU.
     """
 
     def __init__(self, poll_seconds: float = 0.5, off: frozenset[str] = frozenset()):
@@ -128,7 +128,7 @@ class RayExecutor(Executor):
         return task.options(
             num_cpus=resources.num_cpus,
             num_gpus=resources.num_gpus,
-            runtime_env={"env_vars": {"REGIMEN_TF_THREADS": str(threads_for(resources.num_cpus))}},
+            runtime_env={"env_vars": process_env(job)},
             max_retries=SYSTEM_RETRIES,
             retry_exceptions=False,
             name=f"regimen:{job.label}",

@@ -16,7 +16,6 @@ from jobs.spec import Dataset, Experiment, Layer, Resources, Training
 
 #: Bump when the training code changes what a job's result means; old results then no longer match.
 JOB_FORMAT = 1
-BACKEND = "tensorflow"
 
 
 @dataclass(frozen=True)
@@ -36,6 +35,7 @@ class Job:
     training: Training  # resolved: experiment defaults + variant overrides, epochs capped
     seed: int
     synthetic: bool
+    backend: str  # Keras 3 backend (spec.Backend)
     resources: Resources
     requested_epochs: int  # before --max-epochs
     uses: tuple[Use, ...] = field(default=())
@@ -51,7 +51,7 @@ class Job:
         return self.training.epochs < self.requested_epochs
 
     def identity(self) -> dict:
-        return job_identity(self.dataset, self.layers, self.training, self.seed, self.synthetic)
+        return job_identity(self.dataset, self.layers, self.training, self.seed, self.synthetic, self.backend)
 
     def describe(self) -> dict:
         """Everything about the job as JSON: what it trains and where its result is used."""
@@ -64,10 +64,12 @@ class Job:
         }
 
 
-def job_identity(dataset: Dataset, layers: tuple[Layer, ...], training: Training, seed: int, synthetic: bool) -> dict:
+def job_identity(
+    dataset: Dataset, layers: tuple[Layer, ...], training: Training, seed: int, synthetic: bool, backend: str
+) -> dict:
     return {
         "format": JOB_FORMAT,
-        "backend": BACKEND,
+        "backend": backend,
         "dataset": dataset.model_dump(mode="json"),
         "data": "synthetic" if synthetic else "real",
         "layers": [layer.model_dump(mode="json") for layer in layers],
@@ -91,19 +93,22 @@ def expand(
     synthetic: bool = False,
     max_epochs: int | None = None,
     resources: dict | None = None,
+    backend: str | None = None,
 ) -> list[Job]:
     """Every (experiment, variant, seed) as a job, identical jobs merged into one with several uses.
 
     ``resources`` overrides fields of every spec's resources (e.g. ``{"num_gpus": 0.25}`` on a GPU cluster);
-    like the rest of the resources, it does not change job ids."""
+    like the rest of the resources, it does not change job ids. ``backend`` overrides every spec's Keras
+    backend; it does change them (another backend computes in another order)."""
     by_id: dict[str, Job] = {}
     for experiment in experiments:
         requested = _resources(experiment, resources or {})
         for variant in experiment.variants:
             full = experiment.resolved_training(variant)
             training = full.model_copy(update={"epochs": min(full.epochs, max_epochs or full.epochs)})
+            keras_backend = backend or experiment.backend
             for seed in seeds_of(experiment, seeds):
-                identity = job_identity(experiment.dataset, variant.layers, training, seed, synthetic)
+                identity = job_identity(experiment.dataset, variant.layers, training, seed, synthetic, keras_backend)
                 use = Use(experiment.name, variant.name, seed)
                 jid = job_id(identity)
                 if jid in by_id:
@@ -123,6 +128,7 @@ def expand(
                     training,
                     seed,
                     synthetic,
+                    keras_backend,
                     requested,
                     full.epochs,
                     (use,),

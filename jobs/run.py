@@ -6,7 +6,9 @@ persisted the moment it arrives, so an interrupted run loses nothing that finish
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +44,7 @@ class RunOptions:
     executor: str = "ray"  # or "local": in this process, no Ray
     resources: dict = field(default_factory=dict)  # overrides every spec's num_cpus / num_gpus / gpu_memory_mb
     off: frozenset[str] = frozenset()  # performance levers left off (execution.LEVERS)
+    backend: str | None = None  # overrides every spec's Keras backend
 
 
 @dataclass
@@ -67,6 +70,7 @@ def manifest(loaded: LoadedExperiment, order: int, jobs: list[Job], options: Run
             "max_epochs": options.max_epochs,
             "seeds": options.seeds or loaded.experiment.seeds,
             "resources": options.resources,
+            "backend": options.backend or loaded.experiment.backend,
         },
         "jobs": [
             {"variant": use.variant, "seed": use.seed, "job_id": job.id}
@@ -141,7 +145,17 @@ def connect_ray(address: str | None) -> bool:
     # address="local": our own instance even when another cluster runs on this machine; the dashboard,
     # the only HTTP endpoint, is not started at all.
     ray.init(address="local", include_dashboard=False, log_to_driver=False, runtime_env=quiet)
+    keep_token_private()
     return True
+
+
+def keep_token_private() -> None:
+    """Ray 2.60 writes the token that guards the local head readable by every user of the machine (0644);
+    only its owner needs to read it."""
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    with contextlib.suppress(OSError):
+        if token.stat().st_uid == os.getuid():
+            token.chmod(0o600)
 
 
 def node_shapes() -> list[dict[str, float]]:
@@ -174,17 +188,35 @@ def start_executor(options: RunOptions) -> tuple[Executor, list[dict[str, float]
     if options.executor == "ray":
         local = connect_ray(options.address)
         return RayExecutor(off=options.off), node_shapes(), local
-    import tensorflow as tf
+    this_machine = {"CPU": float(os.cpu_count() or 1), "GPU": local_gpus()}
+    return InProcessExecutor(options.off), [this_machine], True
 
-    gpus = float(len(tf.config.list_physical_devices("GPU")))
-    return InProcessExecutor(options.off), [{"CPU": float(os.cpu_count() or 1), "GPU": gpus}], True
+
+def local_gpus() -> float:
+    """This machine's NVIDIA GPUs that this process may use, as ``nvidia-smi`` lists them. Not through a
+    framework: importing TensorFlow would import Keras on its backend, and the driver's process must stay
+    free to run its jobs' backend in-process."""
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0.0
+    count = sum(line.startswith("GPU ") for line in listed.splitlines())
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        count = min(count, len([device for device in visible.split(",") if device.strip()]))
+    return float(count)
 
 
 def execute(experiments: list[LoadedExperiment], options: RunOptions, console: Console) -> RunSummary:
     """Plan, check, dispatch and persist; raises :class:`RunRefused` before training when it cannot start."""
     store = Store(options.results)
     jobs = expand(
-        [e.experiment for e in experiments], options.seeds, options.synthetic, options.max_epochs, options.resources
+        [e.experiment for e in experiments],
+        options.seeds,
+        options.synthetic,
+        options.max_epochs,
+        options.resources,
+        options.backend,
     )
     to_run, finished, kept = pending_jobs(jobs, store, options.force)
     summary = RunSummary(planned=len(jobs), skipped=len(finished), kept=kept)

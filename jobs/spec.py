@@ -26,6 +26,9 @@ Activation = Literal[
     "softplus",
     "leaky_relu",
 ]
+#: Keras 3 backends a job can train on. TensorFlow is the default and the only one the base install has;
+#: ``jax`` needs the ``jax`` extra (``jax-gpu`` on NVIDIA GPUs).
+Backend = Literal["tensorflow", "jax"]
 Loss = Literal["binary_crossentropy", "sparse_categorical_crossentropy"]
 Metric = Literal["accuracy", "binary_crossentropy", "sparse_categorical_crossentropy"]
 
@@ -198,14 +201,14 @@ class Resources(Strict):
     num_cpus: float = Field(1, gt=0)
     num_gpus: float = Field(0, ge=0, description="fractions share a GPU; see gpu_memory_mb")
     gpu_memory_mb: int | None = Field(
-        None, ge=256, description="cap on TensorFlow's GPU memory; needed with a fractional num_gpus"
+        None, ge=256, description="cap on the job's GPU memory; needed with a fractional num_gpus"
     )
 
     @model_validator(mode="after")
     def _shared_gpu_is_capped(self) -> Resources:
         if 0 < self.num_gpus < 1 and self.gpu_memory_mb is None:
             raise ValueError(
-                f"num_gpus {self.num_gpus:g} shares a GPU: give gpu_memory_mb too, or TensorFlow takes the whole GPU"
+                f"num_gpus {self.num_gpus:g} shares a GPU: give gpu_memory_mb too, or the job takes the whole GPU"
             )
         return self
 
@@ -244,6 +247,7 @@ class Experiment(Strict):
     variants: tuple[Variant, ...] = Field(min_length=1)
     seeds: int = Field(1, ge=1, le=1000, description="each variant is trained with seeds 0..seeds-1")
     resources: Resources = Resources()
+    backend: Backend = Field("tensorflow", description="Keras 3 backend every job of this experiment trains on")
     headline_metric: str = Field(description="'loss' or one of the training metrics")
     claims: tuple[Claim, ...] = ()
 

@@ -1,9 +1,10 @@
 """The training task: one job, in whatever process runs it (a Ray worker, or the driver in tests).
 
-It configures TensorFlow for the resources the job was given, seeds everything, builds and fits the
-model, evaluates it on the test set and returns a small result by value. Keras' ``BackupAndRestore``
-keeps a checkpoint in the job's store folder after every epoch, and the history so far is stored with it,
-so a retried or rerun job resumes after its last finished epoch with no epoch missing or repeated.
+It selects the job's Keras backend and configures it for the resources the job was given, seeds
+everything, builds and fits the model, evaluates it on the test set and returns a small result by value.
+Keras' ``BackupAndRestore`` keeps a checkpoint in the job's store folder after every epoch, and the
+history so far is stored with it, so a retried or rerun job resumes after its last finished epoch with no
+epoch missing or repeated.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import platform
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +55,22 @@ class Superseded(Exception):
     stop before writing more."""
 
 
+def configure_backend(backend: str, threads: int, num_gpus: float, gpu_memory_mb: int | None) -> dict:
+    """Select Keras' backend for this process and configure it for the job's resources; returns what was
+    set. Must run before Keras is imported: a process keeps the backend of its first job, so Ray reuses a
+    process only for jobs with the same backend (``executors.RayExecutor``)."""
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.backend.backend() != backend:
+        raise RuntimeError(
+            f"this process already runs Keras on {keras.backend.backend()}; a {backend} job needs a process of its "
+            "own: run it through Ray (not --in-process), or on its own"
+        )
+    os.environ["KERAS_BACKEND"] = backend
+    if backend == "jax":
+        return configure_jax(num_gpus, gpu_memory_mb)
+    return configure_tensorflow(threads, num_gpus, gpu_memory_mb)
+
+
 def configure_tensorflow(threads: int, num_gpus: float, gpu_memory_mb: int | None) -> dict:
     """Threads from the task's CPUs; GPU visibility, memory cap or growth. Must run before TF computes;
     a reused worker process keeps what its first job set (Ray reuses a process only for jobs with the
@@ -78,6 +96,8 @@ def configure_tensorflow(threads: int, num_gpus: float, gpu_memory_mb: int | Non
             f"this job was given num_gpus={num_gpus:g} but TensorFlow sees no GPU "
             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); is tensorflow[and-cuda] installed?"
         )
+    # as for JAX (jax_environment): one seed, one result; measured there, not yet on a GPU with TensorFlow
+    tf.config.experimental.enable_op_determinism()
     try:
         for gpu in gpus:
             if num_gpus < 1 and gpu_memory_mb:
@@ -90,13 +110,69 @@ def configure_tensorflow(threads: int, num_gpus: float, gpu_memory_mb: int | Non
         pass  # already initialised by an earlier job in this process
     details = tf.config.experimental.get_device_details(gpus[0])
     capped = gpu_memory_mb if num_gpus < 1 else None  # a whole GPU grows instead of being capped
-    return {**settings, "device": f"GPU: {details.get('device_name', gpus[0].name)}", "gpu_memory_mb": capped}
+    device = f"GPU: {details.get('device_name', gpus[0].name)}"
+    return {**settings, "device": device, "gpu_memory_mb": capped, "deterministic": True}
 
 
-def environment(num_cpus: float, num_gpus: float) -> dict:
+def jax_environment(num_gpus: float, gpu_memory_mb: int | None, gpu_total_mb: int | None, xla_flags: str) -> dict:
+    """The environment variables JAX must start with for a job: JAX reads its platform, GPU memory and
+    XLA settings once, when it starts. CPU only for a CPU job. On a GPU: memory taken as needed, up to
+    ``gpu_memory_mb`` when the GPU is shared (JAX's cap is a fraction of the GPU's ``gpu_total_mb``), and
+    deterministic GPU kernels: without them the same job and seed ended at test accuracy 0.68, 0.82 or 0.90
+    from run to run on an H200; with them at 0.9034 every time, and no slower (``BENCHMARKS.md``)."""
+    if num_gpus == 0:
+        return {"JAX_PLATFORMS": "cpu"}
+    env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    if "xla_gpu_deterministic_ops" not in xla_flags:
+        env["XLA_FLAGS"] = f"{xla_flags} --xla_gpu_deterministic_ops=true".strip()
+    if num_gpus < 1 and gpu_memory_mb:
+        env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{min(1.0, gpu_memory_mb / gpu_total_mb):.4f}"
+    return env
+
+
+def configure_jax(num_gpus: float, gpu_memory_mb: int | None) -> dict:
+    """JAX set up for the job (``jax_environment``) unless it already started in this process.
+
+    JAX has no thread setting on CPU (jax-ml/jax#1539): a JAX job on CPU uses every core it may run on."""
+    if "jax" not in sys.modules:
+        total = gpu_total_mb() if 0 < num_gpus < 1 and gpu_memory_mb else None
+        os.environ.update(jax_environment(num_gpus, gpu_memory_mb, total, os.environ.get("XLA_FLAGS", "")))
+    try:
+        import jax
+    except ImportError:
+        raise RuntimeError(
+            "backend 'jax' needs JAX in the worker's environment: pip install -e '.[jax]' ('.[jax-gpu]' on NVIDIA GPUs)"
+        ) from None
+    settings = {"cpu_threads": "every core (JAX has no thread limit)"}
+    gpus = [device for device in jax.devices() if device.platform == "gpu"]
+    if num_gpus == 0:
+        return {**settings, "device": "CPU"}
+    if not gpus:
+        raise RuntimeError(
+            f"this job was given num_gpus={num_gpus:g} but JAX sees no GPU "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); is jax[cuda12] installed?"
+        )
+    limit = (gpus[0].memory_stats() or {}).get("bytes_limit")
+    capped = round(limit / 2**20) if num_gpus < 1 and limit else None
+    deterministic = "xla_gpu_deterministic_ops=true" in os.environ.get("XLA_FLAGS", "")
+    device = f"GPU: {gpus[0].device_kind}"
+    return {**settings, "device": device, "gpu_memory_mb": capped, "deterministic": deterministic}
+
+
+def gpu_total_mb() -> int:
+    """Memory of the first GPU this process may use, from ``nvidia-smi``: JAX's cap is a fraction of it, and
+    JAX cannot be asked before it starts."""
+    device = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0] or "0"
+    query = ["nvidia-smi", f"--id={device}", "--query-gpu=memory.total", "--format=csv,noheader,nounits"]
+    try:
+        return int(subprocess.run(query, capture_output=True, text=True, check=True, timeout=60).stdout.split()[0])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as error:
+        raise RuntimeError(f"cannot read the GPU's memory with nvidia-smi ({error}) to cap JAX's share") from None
+
+
+def environment(backend: str, num_cpus: float, num_gpus: float) -> dict:
     import keras
     import numpy
-    import tensorflow as tf
 
     try:
         import ray
@@ -108,7 +184,8 @@ def environment(num_cpus: float, num_gpus: float) -> dict:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
-        "tensorflow": tf.__version__,
+        "backend": backend,
+        backend: sys.modules[backend].__version__,  # imported by Keras by now
         "keras": keras.__version__,
         "numpy": numpy.__version__,
         "ray": ray_version,
@@ -184,7 +261,7 @@ def train(
         resources = job.resources
         x_train, y_train, x_val, y_val = _splits(job, data)
         execution = execution_for(job, len(x_train), off)
-        device = configure_tensorflow(execution.threads, resources.num_gpus, resources.gpu_memory_mb)
+        device = configure_backend(job.backend, execution.threads, resources.num_gpus, resources.gpu_memory_mb)
         import keras
 
         from jobs.models import build_model
@@ -238,7 +315,7 @@ def train(
                 "seconds_per_epoch": round(fit_s / max(1, epochs_run), 4),
             },
             "environment": {
-                **environment(resources.num_cpus, resources.num_gpus),
+                **environment(job.backend, resources.num_cpus, resources.num_gpus),
                 **device,
                 "pid": os.getpid(),
                 "jobs_in_process": _jobs_in_process,

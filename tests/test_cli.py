@@ -45,6 +45,10 @@ BAD_INPUTS = {
         "must be dense(1, sigmoid); got dense(10, softmax)",
     ),
     "claim on a missing variant": (lambda d: d["claims"][0].__setitem__("variant", "l3"), "no variant named 'l3'"),
+    "backend pytorch": (
+        lambda d: d.__setitem__("backend", "pytorch"),
+        "backend: 'pytorch' is not allowed; expected one of: tensorflow, jax",
+    ),
 }
 
 

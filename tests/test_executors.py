@@ -11,7 +11,8 @@ from helpers import SPECS
 from jobs.data import Arrays, synthetic
 from jobs.executors import InProcessExecutor, RayExecutor
 from jobs.loading import load_experiments
-from jobs.plan import data_key, expand
+from jobs.plan import Use, data_key, expand, job_id
+from jobs.worker import configure_backend
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +48,44 @@ def test_in_process_executor(jobs_and_data, tmp_path):
     check_contract(InProcessExecutor(), jobs, datasets, str(tmp_path))
 
 
+def on_jax(job):
+    """The same job on Keras' JAX backend, under a variant name of its own."""
+    moved = replace(job, backend="jax", uses=(Use(job.uses[0].experiment, f"{job.uses[0].variant}-jax", 0),))
+    return replace(moved, id=job_id(moved.identity()))
+
+
 @pytest.mark.ray
 def test_ray_executor(jobs_and_data, tmp_path, local_ray):
     jobs, datasets = jobs_and_data
     two_cpus = replace(jobs[1], resources=jobs[1].resources.model_copy(update={"num_cpus": 2}))
-    jobs = [jobs[0], two_cpus, *jobs[2:]]  # run after a 1-CPU job: no worker process keeps its threads
+    jax = on_jax(jobs[0])
+    jobs = [jobs[0], two_cpus, *jobs[2:], jax]  # run after a 1-CPU job: no worker process keeps its threads
     outcomes = check_contract(RayExecutor(poll_seconds=0.2), jobs, datasets, str(tmp_path))
     environments = {o.job.id: o.output["result"]["environment"] for o in outcomes if o.output}
+    on_jax_backend = environments.pop(jax.id)
+    assert on_jax_backend["backend"] == "jax" and on_jax_backend["jax"] and on_jax_backend["device"] == "CPU"
+    assert {environment["backend"] for environment in environments.values()} == {"tensorflow"}
     threads = {job_id: environment["intra_op_threads"] for job_id, environment in environments.items()}
     assert threads.pop(two_cpus.id) == 2 and set(threads.values()) == {1}
-    # worker processes are reused (TensorFlow imported once per process), but only by jobs with the same threads
+    # worker processes are reused (TensorFlow imported once per process), but only by jobs with the same
+    # threads and backend
     two_cpu_process = environments.pop(two_cpus.id)["pid"]
-    assert two_cpu_process not in {environment["pid"] for environment in environments.values()}
+    one_cpu_processes = {environment["pid"] for environment in environments.values()}
+    assert two_cpu_process not in one_cpu_processes and on_jax_backend["pid"] not in one_cpu_processes
     assert max(environment["jobs_in_process"] for environment in environments.values()) >= 2
+    jax_outcome = next(o for o in outcomes if o.job.id == jax.id)
+    assert len(jax_outcome.output["history"]["loss"]) == jax.training.epochs
+
+
+def test_a_process_keeps_the_backend_of_its_first_job(jobs_and_data, tmp_path):
+    jobs, datasets = jobs_and_data
+    configure_backend("tensorflow", 1, 0, None)  # as if a TensorFlow job ran here first
+    import keras
+
+    assert keras.backend.backend() == "tensorflow"
+    (outcome,) = InProcessExecutor().run([on_jax(jobs[0])], datasets, str(tmp_path))
+    assert outcome.failure is not None
+    assert "already runs Keras on tensorflow; a jax job needs a process of its own" in outcome.failure.reason
 
 
 def test_a_job_with_broken_data_fails_with_the_reason(jobs_and_data, tmp_path):

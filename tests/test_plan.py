@@ -72,3 +72,18 @@ def test_resource_overrides_apply_to_every_job_and_keep_the_ids(experiments):
     assert {(job.resources.num_cpus, job.resources.num_gpus, job.resources.gpu_memory_mb) for job in overridden} == {
         (1, 0.25, 4096)
     }
+
+
+def test_the_backend_is_part_of_a_jobs_identity(experiments):
+    tensorflow = expand(experiments)
+    jax = expand(experiments, backend="jax")
+    assert {job.backend for job in tensorflow} == {"tensorflow"} and {job.backend for job in jax} == {"jax"}
+    assert {job.id for job in tensorflow}.isdisjoint(job.id for job in jax)
+    in_the_spec = [experiment.model_copy(update={"backend": "jax"}) for experiment in experiments]
+    assert [job.id for job in expand(in_the_spec)] == [job.id for job in jax]
+
+
+def test_tensorflow_job_ids_are_those_stored_before_backends_were_selectable(experiments):
+    """Results stored before the spec had a backend field keep matching their jobs."""
+    (l1_basic,) = [job for job in expand(experiments) if len(job.uses) == 2]
+    assert l1_basic.id == "7692286bbaad3966"  # computed by the code before the change

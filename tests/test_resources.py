@@ -7,6 +7,7 @@ import pytest
 from jobs.loading import load_experiments
 from jobs.plan import expand
 from jobs.resources import check
+from jobs.worker import jax_environment
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +54,14 @@ def test_too_many_cpus_is_refused_too(gpu_jobs):
         for job in gpu_jobs
     ]
     assert check(big, [GPU_NODE], local=False).errors
+
+
+def test_jax_starts_with_the_jobs_platform_memory_cap_and_deterministic_kernels():
+    assert jax_environment(0, None, None, "") == {"JAX_PLATFORMS": "cpu"}
+    assert jax_environment(1, None, None, "--xla_dump_to=/tmp/x") == {
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",  # a whole GPU: grow as needed
+        "XLA_FLAGS": "--xla_dump_to=/tmp/x --xla_gpu_deterministic_ops=true",
+    }
+    shared = jax_environment(0.25, 2048, 143_771, "")
+    assert shared["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.0142"  # JAX then reported 2034 MiB on an H200
+    assert "XLA_FLAGS" not in jax_environment(1, None, None, "--xla_gpu_deterministic_ops=false")  # the user's own

@@ -145,3 +145,63 @@ def test_a_gpu_request_on_this_machine_runs_on_cpu_after_a_notice(tmp_path):
     assert "notice: 2 job(s) ask for a GPU but this machine has none: running them on CPU" in done.stdout
     refused = regimen("run", str(spec), "--synthetic", "--require-gpu", "--force", "--results", str(tmp_path))
     assert refused.returncode == 2 and "--require-gpu" in refused.stdout
+
+
+def test_the_backend_flag_trains_on_jax_beside_the_tensorflow_results(tmp_path):
+    assert smoke_run(tmp_path, "--in-process").returncode == 0
+    done = smoke_run(tmp_path, "--in-process", "--backend", "jax")  # the driver imports no backend first
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 jobs: 2 trained, 0 already stored" in done.stdout  # other jobs: the TensorFlow ones are kept
+    store = Store(str(tmp_path))
+    backends = sorted(store.job(j).result()["environment"]["backend"] for j in store.job_ids())
+    assert backends == ["jax", "jax", "tensorflow", "tensorflow"]
+
+
+HOLD_A_LOCAL_HEAD = """
+import sys, ray
+from jobs.run import connect_ray
+connect_ray(None)
+print(ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.read()
+"""
+CONNECT = """
+import sys, ray
+try:
+    ray.init(address=sys.argv[1], log_to_driver=False)
+except ConnectionError:
+    sys.exit(3)
+print(ray.cluster_resources().get("CPU"))
+"""
+
+
+def test_the_local_ray_head_refuses_peers_without_its_token(tmp_path):
+    """Ray 2.60 listens on every interface and has no setting to bind loopback only; what guards the
+    private head that `regimen run` starts is Ray's token authentication: a client that reaches the
+    head's network address without the token is refused."""
+    home = tmp_path / "home"  # where Ray writes the head's token
+    home.mkdir()
+    own = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"HOME": str(home)}
+    head = subprocess.Popen(
+        [sys.executable, "-c", HOLD_A_LOCAL_HEAD],
+        cwd=ROOT,
+        env=own,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        address = head.stdout.readline().strip()
+        assert (home / ".ray" / "auth_token").stat().st_mode & 0o077 == 0  # readable by its owner only
+        if address.startswith(("127.", "localhost")):
+            pytest.skip("this machine has no network address besides loopback")
+        with_token = own | {"RAY_AUTH_MODE": "token"}  # a client sends its token only when told to
+        client = [sys.executable, "-c", CONNECT, address]
+        for peer in ({**own, "HOME": str(tmp_path)}, {**with_token, "RAY_AUTH_TOKEN": "0" * 64}):  # none, wrong
+            refused = subprocess.run(client, env=peer, capture_output=True, text=True, timeout=120)
+            assert refused.returncode == 3, refused.stdout + refused.stderr
+            assert "Authentication token is missing or incorrect" in refused.stderr
+        with_token = subprocess.run(client, env=with_token, capture_output=True, text=True, timeout=120)
+        assert with_token.returncode == 0, with_token.stderr  # the same client, given the token, gets in
+    finally:
+        head.stdin.close()
+        head.wait(timeout=60)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from jobs.report import labels
 from jobs.report.reduce import ExperimentSummary, Problem, Report, RunInfo, VariantSummary, Verdict
 
-VERSION_KEYS = ("python", "tensorflow", "keras", "ray", "numpy")
+VERSION_KEYS = ("python", "backend", "tensorflow", "jax", "keras", "ray", "numpy")
 
 
 @dataclass(frozen=True)
