@@ -13,6 +13,7 @@ memory cap as the backend reports it, peak GPU memory, seconds per epoch and tes
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -56,6 +57,13 @@ class GpuMemory:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+
+def installed(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def run_suite(fraction: float, args, results: Path) -> dict:
@@ -116,6 +124,7 @@ def main() -> int:
     report = {
         "machine": {"gpu": gpu[0], "gpu_memory_mib": int(gpu[1]), "driver": gpu[2], "cpus": os.cpu_count()},
         "python": platform.python_version(),
+        "versions": {name: installed(name) for name in ("jax", "jaxlib", "tensorflow", "keras", "ray")},
         "backend": args.backend,
         "data": str(args.data_dir) if args.data_dir else "SYNTHETIC at the real shapes",
         "max_epochs": args.max_epochs,

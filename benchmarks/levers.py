@@ -11,8 +11,9 @@ measured and did not keep — XLA (``jit_compile=True``), the whole test set as 
 the median after the first epoch (which compiles).
 
 ``suite``: ``regimen run`` of the whole suite on a fresh store, with every lever on, then with
-``--off reuse``, ``--off shared-data``, ``--off order``, and with ``--num-cpus 2`` (one job at a time
-on both cores instead of two jobs side by side). Wall time and peak memory of the process tree.
+``--off reuse``, ``--off shared-data``, ``--off order``, with ``--num-cpus 2`` (one job at a time
+on both cores instead of two jobs side by side), and on Keras' JAX backend. Wall time, peak memory of
+the process tree, and every job's test metrics. ``--variants`` picks some of them.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ SUITE_VARIANTS = {
     "shared-data off": ["--off", "shared-data"],
     "order off": ["--off", "order"],
     "one job at a time, 2 threads": ["--num-cpus", "2"],
+    # not a lever: the other backend, which has no thread setting on CPU, so one job at a time
+    "jax backend (one job at a time)": ["--backend", "jax", "--num-cpus", "2"],
 }
 
 
@@ -122,11 +125,13 @@ def jobs_table(data_dir: Path, epochs: int) -> list[dict]:
     return rows
 
 
-def suite_table(data_dir: Path, max_epochs: int | None) -> list[dict]:
+def suite_table(data_dir: Path, max_epochs: int | None, variants: list[str]) -> list[dict]:
     from benchmarks.processes import measure
+    from jobs.store import Store
 
     rows = []
-    for label, extra in SUITE_VARIANTS.items():
+    for label in variants:
+        extra = SUITE_VARIANTS[label]
         scratch = Path(tempfile.mkdtemp(prefix="regimen-levers-"))
         run = [sys.executable, "-m", "jobs", "run", "specs", "--data-dir", str(data_dir), "--no-report"]
         run += ["--results", str(scratch / "results"), *extra]
@@ -134,6 +139,13 @@ def suite_table(data_dir: Path, max_epochs: int | None) -> list[dict]:
         measured = measure(run, scratch / "run.log", ROOT)
         row = {"variant": label, "wall_s": round(measured.seconds, 1), "peak_gib": measured.peak_memory_bytes / 2**30}
         row["exit_code"] = measured.returncode
+        store = Store(str(scratch / "results"))
+        results = {job_id: store.job(job_id).result() for job_id in store.job_ids()}
+        row["test"] = {
+            f"{uses[0]['experiment']}/{uses[0]['variant']}": result["test"]
+            for job_id, result in results.items()
+            if result and (uses := store.job(job_id).spec()["uses"])
+        }
         rows.append(row)
         print(f"{label:<30} {row['wall_s']:7.1f} s  peak {row['peak_gib']:.2f} GiB  exit {measured.returncode}")
         shutil.rmtree(scratch, ignore_errors=True)
@@ -148,6 +160,9 @@ def main() -> int:
     jobs.add_argument("--epochs", type=int, default=4)
     suite = commands.add_parser("suite")
     suite.add_argument("--max-epochs", type=int)
+    suite.add_argument(
+        "--variants", default=",".join(SUITE_VARIANTS), help="comma-separated, of: " + ", ".join(SUITE_VARIANTS)
+    )
     one = commands.add_parser("one")  # internal: one measurement in a fresh process
     one.add_argument("name", choices=JOBS)
     one.add_argument("off")
@@ -161,7 +176,7 @@ def main() -> int:
     if args.command == "jobs":
         rows = jobs_table(args.data_dir, args.epochs)
     else:
-        rows = suite_table(args.data_dir, args.max_epochs)
+        rows = suite_table(args.data_dir, args.max_epochs, args.variants.split(","))
     out = ROOT / "bench" / "results" / f"levers-{args.command}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2) + "\n")

@@ -18,7 +18,7 @@ from jobs.spec import parameter_count
 #: name -> what turning it off does (``regimen run --off NAME``)
 LEVERS = {
     "steps": "one Python call per batch instead of one per epoch (Keras steps_per_execution=1)",
-    "reuse": "a fresh worker process (and TensorFlow import) for every job",
+    "reuse": "a fresh worker process (and Keras backend import) for every job",
     "shared-data": "every job gets its own copy of its dataset instead of one shared object in Ray's store",
     "order": "jobs dispatched in spec order instead of the longest first",
 }
@@ -48,7 +48,8 @@ class Execution:
 
 
 def threads_for(num_cpus: float) -> int:
-    """TensorFlow's intra- and inter-op threads for a task holding ``num_cpus`` CPUs."""
+    """TensorFlow's intra- and inter-op threads for a task holding ``num_cpus`` CPUs (JAX has no such
+    setting: ``worker.configure_jax``)."""
     return max(1, math.floor(num_cpus))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,18 +145,27 @@ def connect_ray(address: str | None) -> bool:
         return False
     # address="local": our own instance even when another cluster runs on this machine; the dashboard,
     # the only HTTP endpoint, is not started at all.
+    private_token()
     ray.init(address="local", include_dashboard=False, log_to_driver=False, runtime_env=quiet)
-    keep_token_private()
     return True
 
 
-def keep_token_private() -> None:
-    """Ray 2.60 writes the token that guards the local head readable by every user of the machine (0644);
-    only its owner needs to read it."""
+def private_token() -> None:
+    """The token that guards the local head, readable by its owner only. Ray 2.60 makes one the same way
+    when there is none (256 random bits, hex, in ``~/.ray/auth_token``) but leaves it readable by every
+    user of the machine; one it made earlier is made private here. A token of the user's own
+    (``RAY_AUTH_TOKEN``) is left alone."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return
     token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-    with contextlib.suppress(OSError):
-        if token.stat().st_uid == os.getuid():
-            token.chmod(0o600)
+    with contextlib.suppress(OSError):  # an unwritable home: Ray reports that itself
+        if token.exists():
+            if token.stat().st_uid == os.getuid():
+                token.chmod(0o600)
+            return
+        token.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(secrets.token_hex(32))
 
 
 def node_shapes() -> list[dict[str, float]]:
@@ -207,6 +217,22 @@ def local_gpus() -> float:
     return float(count)
 
 
+def select_driver_backend(jobs: list[Job]) -> None:
+    """In-process jobs train in this process, which can run Keras on one backend only, chosen before
+    anything imports Keras (a dataset download does)."""
+    backends = sorted({job.backend for job in jobs})
+    if len(backends) > 1:
+        raise RunRefused(
+            [
+                f"--in-process: these jobs train on {' and '.join(backends)}, and one process runs one Keras "
+                "backend; run without --in-process (Ray gives each backend its own processes), or one backend "
+                "at a time",
+                "nothing was trained",
+            ]
+        )
+    os.environ["KERAS_BACKEND"] = backends[0]
+
+
 def execute(experiments: list[LoadedExperiment], options: RunOptions, console: Console) -> RunSummary:
     """Plan, check, dispatch and persist; raises :class:`RunRefused` before training when it cannot start."""
     store = Store(options.results)
@@ -221,6 +247,8 @@ def execute(experiments: list[LoadedExperiment], options: RunOptions, console: C
     to_run, finished, kept = pending_jobs(jobs, store, options.force)
     summary = RunSummary(planned=len(jobs), skipped=len(finished), kept=kept)
     if to_run:  # every check before anything is written or trained: cheap ones first
+        if options.executor == "local":
+            select_driver_backend(to_run)
         located = locate_datasets(to_run, options.data_dir)
         executor, nodes, local = start_executor(options)
         feasibility = check(to_run, nodes, local, options.require_gpu)

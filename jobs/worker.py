@@ -125,9 +125,20 @@ def jax_environment(num_gpus: float, gpu_memory_mb: int | None, gpu_total_mb: in
     env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
     if "xla_gpu_deterministic_ops" not in xla_flags:
         env["XLA_FLAGS"] = f"{xla_flags} --xla_gpu_deterministic_ops=true".strip()
-    if num_gpus < 1 and gpu_memory_mb:
-        env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{min(1.0, gpu_memory_mb / gpu_total_mb):.4f}"
+    if num_gpus < 1 and gpu_memory_mb:  # rounded down: never above the cap asked for
+        fraction = math.floor(1e6 * min(1.0, gpu_memory_mb / gpu_total_mb)) / 1e6
+        env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{fraction:.6f}"
     return env
+
+
+def deterministic_gpu_ops(xla_flags: str) -> bool:
+    """Whether ``XLA_FLAGS`` turns XLA's deterministic GPU kernels on (``--flag``, ``=true`` or ``=1``)."""
+    values = [
+        value or "true"
+        for name, _, value in (flag.partition("=") for flag in xla_flags.split())
+        if name.lstrip("-") == "xla_gpu_deterministic_ops"
+    ]
+    return bool(values) and values[-1].lower() in ("true", "1")
 
 
 def configure_jax(num_gpus: float, gpu_memory_mb: int | None) -> dict:
@@ -137,6 +148,11 @@ def configure_jax(num_gpus: float, gpu_memory_mb: int | None) -> dict:
     if "jax" not in sys.modules:
         total = gpu_total_mb() if 0 < num_gpus < 1 and gpu_memory_mb else None
         os.environ.update(jax_environment(num_gpus, gpu_memory_mb, total, os.environ.get("XLA_FLAGS", "")))
+    elif num_gpus > 0 and os.environ.get("JAX_PLATFORMS") == "cpu":
+        raise RuntimeError(
+            "JAX already started on CPU in this process (an earlier CPU job); a GPU job needs a process of its "
+            "own: run it through Ray (not --in-process)"
+        )
     try:
         import jax
     except ImportError:
@@ -154,7 +170,7 @@ def configure_jax(num_gpus: float, gpu_memory_mb: int | None) -> dict:
         )
     limit = (gpus[0].memory_stats() or {}).get("bytes_limit")
     capped = round(limit / 2**20) if num_gpus < 1 and limit else None
-    deterministic = "xla_gpu_deterministic_ops=true" in os.environ.get("XLA_FLAGS", "")
+    deterministic = deterministic_gpu_ops(os.environ.get("XLA_FLAGS", ""))
     device = f"GPU: {gpus[0].device_kind}"
     return {**settings, "device": device, "gpu_memory_mb": capped, "deterministic": deterministic}
 
@@ -241,7 +257,7 @@ def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: 
     return store_history, [store_history, backup, *mirror], scratch
 
 
-#: Jobs this process has run, this one included: more than 1 means TensorFlow was already imported.
+#: Jobs this process has run, this one included: more than 1 means Keras and its backend were already imported.
 _jobs_in_process = 0
 
 

@@ -7,7 +7,7 @@ import pytest
 from jobs.loading import load_experiments
 from jobs.plan import expand
 from jobs.resources import check
-from jobs.worker import jax_environment
+from jobs.worker import deterministic_gpu_ops, jax_environment
 
 
 @pytest.fixture(scope="module")
@@ -63,5 +63,14 @@ def test_jax_starts_with_the_jobs_platform_memory_cap_and_deterministic_kernels(
         "XLA_FLAGS": "--xla_dump_to=/tmp/x --xla_gpu_deterministic_ops=true",
     }
     shared = jax_environment(0.25, 2048, 143_771, "")
-    assert shared["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.0142"  # JAX then reported 2034 MiB on an H200
+    assert shared["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.014244"  # rounded down: 2047.9 of 143 771 MiB
     assert "XLA_FLAGS" not in jax_environment(1, None, None, "--xla_gpu_deterministic_ops=false")  # the user's own
+
+
+def test_deterministic_gpu_kernels_are_read_from_the_xla_flags_as_xla_reads_them():
+    assert deterministic_gpu_ops("--xla_gpu_deterministic_ops=true")
+    assert deterministic_gpu_ops("--xla_dump_to=x --xla_gpu_deterministic_ops")
+    assert deterministic_gpu_ops("--xla_gpu_deterministic_ops=1")
+    assert not deterministic_gpu_ops("--xla_gpu_deterministic_ops=false")
+    assert not deterministic_gpu_ops("--xla_gpu_deterministic_ops=true --xla_gpu_deterministic_ops=false")
+    assert not deterministic_gpu_ops("")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import ROOT, regimen, smoke_run
 
 from jobs.store import Store
@@ -155,6 +156,16 @@ def test_the_backend_flag_trains_on_jax_beside_the_tensorflow_results(tmp_path):
     store = Store(str(tmp_path))
     backends = sorted(store.job(j).result()["environment"]["backend"] for j in store.job_ids())
     assert backends == ["jax", "jax", "tensorflow", "tensorflow"]
+
+
+def test_an_in_process_run_mixing_backends_is_refused_before_training(tmp_path):
+    document = yaml.safe_load((ROOT / "specs" / "dropout.yaml").read_text())
+    on_jax = tmp_path / "dropout-jax.yaml"
+    on_jax.write_text(yaml.safe_dump({**document, "name": "dropout-jax", "backend": "jax"}))
+    done = smoke_run(tmp_path / "results", "--in-process", specs=("specs/dropout.yaml", str(on_jax)))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout.startswith("--in-process: these jobs train on jax and tensorflow")
+    assert "Traceback" not in done.stderr and not (tmp_path / "results" / "jobs").exists()
 
 
 HOLD_A_LOCAL_HEAD = """
