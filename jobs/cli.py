@@ -227,7 +227,6 @@ def cmd_run(args, console: Console) -> int:
 
     loaded = load_or_exit(args.specs, console)
     options = RunOptions(
-        results=args.results,
         address=args.address,
         synthetic=args.synthetic,
         max_epochs=args.max_epochs,
@@ -244,15 +243,15 @@ def cmd_run(args, console: Console) -> int:
         console.print(f"--data-dir: no such folder '{args.data_dir}'", markup=False)
         return 2
     try:
-        open_store(options.results)
-        summary = execute(loaded, options, console)
+        store = open_store(args.results)
+        summary = execute(loaded, store, options, console)
     except RunRefused as refused:
         for line in refused.lines:
             console.print(line, markup=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print(
-            f"\ninterrupted: finished jobs are stored in {options.results}; run the same command again to resume "
+            f"\ninterrupted: finished jobs are stored in {args.results}; run the same command again to resume "
             "(finished jobs are skipped, unfinished ones resume from their last epoch)",
             markup=False,
         )
@@ -260,10 +259,9 @@ def cmd_run(args, console: Console) -> int:
     kept = f", {len(summary.kept)} failed before and not retried (--force retries)" if summary.kept else ""
     console.print(
         f"{summary.planned} jobs: {len(summary.finished)} trained, {summary.skipped} already stored, "
-        f"{len(summary.failed)} failed{kept}; results in {options.results}",
+        f"{len(summary.failed)} failed{kept}; results in {args.results}",
         markup=False,
     )
-    store = open_store(options.results)
     if not args.no_report:
         render_report(store, None, console)
     for job, reason in summary.failed + summary.kept:

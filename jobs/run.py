@@ -34,7 +34,6 @@ class RunRefused(Exception):
 
 @dataclass(frozen=True)
 class RunOptions:
-    results: str = "results"
     address: str | None = None
     synthetic: bool = False
     max_epochs: int | None = None
@@ -233,9 +232,9 @@ def select_driver_backend(jobs: list[Job]) -> None:
     os.environ["KERAS_BACKEND"] = backends[0]
 
 
-def execute(experiments: list[LoadedExperiment], options: RunOptions, console: Console) -> RunSummary:
-    """Plan, check, dispatch and persist; raises :class:`RunRefused` before training when it cannot start."""
-    store = Store(options.results)
+def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptions, console: Console) -> RunSummary:
+    """Plan, check, dispatch and persist into ``store``; raises :class:`RunRefused` before training when it
+    cannot start."""
     jobs = expand(
         [e.experiment for e in experiments],
         options.seeds,
