@@ -166,7 +166,10 @@ def cmd_plan(args, console: Console) -> int:
     )
     store = open_store(args.results)
     table = Table(box=None, pad_edge=False)
-    for column in ("experiment", "variant", "seed", "params", "epochs", "batch", "cpus", "gpus", "job id", "stored"):
+    for column in (
+        *("experiment", "variant", "seed", "params", "epochs", "batch", "backend", "cpus", "gpus"),
+        *("job id", "stored"),
+    ):
         table.add_column(column)
     for job in jobs:
         record = store.job(job.id)
@@ -179,6 +182,7 @@ def cmd_plan(args, console: Console) -> int:
             f"{parameter_count(job.dataset, job.layers):,}",
             epochs,
             str(job.training.batch_size),
+            job.backend,
             f"{job.resources.num_cpus:g}",
             f"{job.resources.num_gpus:g}",
             job.id,

@@ -22,6 +22,7 @@ def test_plan_shows_ten_distinct_jobs(capsys, in_root, tmp_path):
     out = capsys.readouterr().out
     assert "10 distinct jobs for 11 (experiment, variant, seed) uses" in out
     assert "l1, l2" in out  # the shared basic job
+    assert out.count(" tensorflow ") == 10  # every job's backend
 
 
 def test_schema_is_json_schema(capsys):
