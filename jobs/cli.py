@@ -53,6 +53,19 @@ def lever_names(text: str) -> frozenset[str]:
 
 
 RESOURCE_FLAGS = ("num_cpus", "num_gpus", "gpu_memory_mb")
+PLAN_COLUMNS = (
+    "experiment",
+    "variant",
+    "seed",
+    "params",
+    "epochs",
+    "batch",
+    "backend",
+    "cpus",
+    "gpus",
+    "job id",
+    "stored",
+)
 
 
 def resource_overrides(args) -> dict:
@@ -166,10 +179,7 @@ def cmd_plan(args, console: Console) -> int:
     )
     store = open_store(args.results)
     table = Table(box=None, pad_edge=False)
-    for column in (
-        *("experiment", "variant", "seed", "params", "epochs", "batch", "backend", "cpus", "gpus"),
-        *("job id", "stored"),
-    ):
+    for column in PLAN_COLUMNS:
         table.add_column(column)
     for job in jobs:
         record = store.job(job.id)
