@@ -8,7 +8,7 @@ RESULTS ?= results
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint run demo report validate plan data bench bench-levers bench-targets lock browser clean
+.PHONY: help install test lint run demo report validate plan data bench bench-levers bench-targets bench-gpu lock browser clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench-levers: $(INSTALLED) ## each performance lever on and off, on make bench's
 
 bench-targets: $(INSTALLED) ## time issue 3's targets: demo, rerun, report, GPU refusal (benchmarks/targets.py)
 	$(BIN)/python benchmarks/targets.py
+
+bench-gpu: $(INSTALLED) ## the suite at GPU fractions 0.1, 0.25, 1 on this machine's GPU (benchmarks/gpu.py; ARGS="--backend tensorflow")
+	$(BIN)/python benchmarks/gpu.py $(ARGS)
 
 lock: $(INSTALLED) ## re-pin requirements.lock from the installed environment
 	{ echo "# Pinned versions of every package Regimen and its tests install (pip install -c requirements.lock)."; \

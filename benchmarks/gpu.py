@@ -1,6 +1,6 @@
 """The GPU path: the built-in suite on one GPU, one job at a time and packed several to a GPU.
 
-    python benchmarks/gpu.py [--backend jax] [--fractions 1,0.5,0.25,0.1] [--gpu-memory-mb 2048]
+    python benchmarks/gpu.py [--backend jax] [--fractions 0.1,0.25,1] [--gpu-memory-mb 2048]
                              [--data-dir DIR] [--max-epochs N] [--out DIR]
 
 For each fraction f: ``regimen run specs --num-gpus f`` (with ``--gpu-memory-mb`` when f < 1, which
@@ -114,7 +114,7 @@ def job_summary(folder: Path, gpu_peaks: dict[int, int]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="jax", choices=["tensorflow", "jax"])
-    parser.add_argument("--fractions", default="1,0.5,0.25,0.1", help="GPU fraction per job, one suite run each")
+    parser.add_argument("--fractions", default="0.1,0.25,1", help="GPU fraction per job, one suite run each")
     parser.add_argument("--gpu-memory-mb", type=int, default=2048, help="each job's cap when it shares the GPU")
     parser.add_argument("--data-dir", type=Path, help="real data (default: SYNTHETIC at the real shapes)")
     parser.add_argument("--max-epochs", type=int, help="cap every job's epochs (default: the seed's)")
