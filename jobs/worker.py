@@ -114,6 +114,9 @@ def configure_tensorflow(threads: int, num_gpus: float, gpu_memory_mb: int | Non
     return {**settings, "device": device, "gpu_memory_mb": capped, "deterministic": True}
 
 
+DETERMINISTIC_GPU_OPS = "xla_gpu_deterministic_ops"
+
+
 def jax_environment(num_gpus: float, gpu_memory_mb: int | None, gpu_total_mb: int | None, xla_flags: str) -> dict:
     """The environment variables JAX must start with for a job: JAX reads its platform, GPU memory and
     XLA settings once, when it starts. CPU only for a CPU job. On a GPU: memory taken as needed, up to
@@ -123,22 +126,25 @@ def jax_environment(num_gpus: float, gpu_memory_mb: int | None, gpu_total_mb: in
     if num_gpus == 0:
         return {"JAX_PLATFORMS": "cpu"}
     env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
-    if "xla_gpu_deterministic_ops" not in xla_flags:
-        env["XLA_FLAGS"] = f"{xla_flags} --xla_gpu_deterministic_ops=true".strip()
+    if xla_flag(xla_flags, DETERMINISTIC_GPU_OPS) is None:  # unless the user chose
+        env["XLA_FLAGS"] = f"{xla_flags} --{DETERMINISTIC_GPU_OPS}=true".strip()
     if num_gpus < 1 and gpu_memory_mb:  # rounded down: never above the cap asked for
         fraction = math.floor(1e6 * min(1.0, gpu_memory_mb / gpu_total_mb)) / 1e6
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{fraction:.6f}"
     return env
 
 
+def xla_flag(xla_flags: str, name: str) -> str | None:
+    """The value ``XLA_FLAGS`` gives flag ``name`` as XLA reads it (the last one wins; a bare ``--name``
+    is "true"), or None when it is not set."""
+    flags = (item.partition("=") for item in xla_flags.split())
+    values = [value or "true" for flag, _, value in flags if flag.lstrip("-") == name]
+    return values[-1] if values else None
+
+
 def deterministic_gpu_ops(xla_flags: str) -> bool:
-    """Whether ``XLA_FLAGS`` turns XLA's deterministic GPU kernels on (``--flag``, ``=true`` or ``=1``)."""
-    values = [
-        value or "true"
-        for name, _, value in (flag.partition("=") for flag in xla_flags.split())
-        if name.lstrip("-") == "xla_gpu_deterministic_ops"
-    ]
-    return bool(values) and values[-1].lower() in ("true", "1")
+    """Whether ``XLA_FLAGS`` turns XLA's deterministic GPU kernels on."""
+    return (xla_flag(xla_flags, DETERMINISTIC_GPU_OPS) or "").lower() in ("true", "1")
 
 
 def configure_jax(num_gpus: float, gpu_memory_mb: int | None) -> dict:
