@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from rich.console import Console
 
 from jobs.data import Arrays, DataCorrupt, DataUnavailable, locate, read_dataset, synthetic
 from jobs.executors import Executor, InProcessExecutor, Outcome, RayExecutor
+from jobs.gpus import local_gpus
 from jobs.loading import LoadedExperiment
 from jobs.plan import Job, data_key, expand
 from jobs.progress import Progress
@@ -199,21 +199,6 @@ def start_executor(options: RunOptions) -> tuple[Executor, list[dict[str, float]
         return RayExecutor(off=options.off), node_shapes(), local
     this_machine = {"CPU": float(os.cpu_count() or 1), "GPU": local_gpus()}
     return InProcessExecutor(options.off), [this_machine], True
-
-
-def local_gpus() -> float:
-    """This machine's NVIDIA GPUs that this process may use, as ``nvidia-smi`` lists them. Not through a
-    framework: importing TensorFlow would import Keras on its backend, and the driver's process must stay
-    free to run its jobs' backend in-process."""
-    try:
-        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0.0
-    count = sum(line.startswith("GPU ") for line in listed.splitlines())
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        count = min(count, len([device for device in visible.split(",") if device.strip()]))
-    return float(count)
 
 
 def select_driver_backend(jobs: list[Job]) -> None:

@@ -14,7 +14,6 @@ import os
 import platform
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 from jobs.data import Arrays
 from jobs.execution import execution_for
+from jobs.gpus import gpu_total_mb
 from jobs.plan import Job
 from jobs.store import JobRecord, Store, now
 
@@ -179,17 +179,6 @@ def configure_jax(num_gpus: float, gpu_memory_mb: int | None) -> dict:
     deterministic = deterministic_gpu_ops(os.environ.get("XLA_FLAGS", ""))
     device = f"GPU: {gpus[0].device_kind}"
     return {**settings, "device": device, "gpu_memory_mb": capped, "deterministic": deterministic}
-
-
-def gpu_total_mb() -> int:
-    """Memory of the first GPU this process may use, from ``nvidia-smi``: JAX's cap is a fraction of it, and
-    JAX cannot be asked before it starts."""
-    device = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0] or "0"
-    query = ["nvidia-smi", f"--id={device}", "--query-gpu=memory.total", "--format=csv,noheader,nounits"]
-    try:
-        return int(subprocess.run(query, capture_output=True, text=True, check=True, timeout=60).stdout.split()[0])
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as error:
-        raise RuntimeError(f"cannot read the GPU's memory with nvidia-smi ({error}) to cap JAX's share") from None
 
 
 def environment(backend: str, num_cpus: float, num_gpus: float) -> dict:

@@ -1,9 +1,11 @@
 """GPU and CPU requests are checked against the nodes before dispatch: no silent hang."""
 
+import os
 from pathlib import Path
 
 import pytest
 
+from jobs.gpus import gpu_total_mb, local_gpus
 from jobs.loading import load_experiments
 from jobs.plan import expand
 from jobs.resources import check
@@ -74,3 +76,21 @@ def test_deterministic_gpu_kernels_are_read_from_the_xla_flags_as_xla_reads_them
     assert not deterministic_gpu_ops("--xla_gpu_deterministic_ops=false")
     assert not deterministic_gpu_ops("--xla_gpu_deterministic_ops=true --xla_gpu_deterministic_ops=false")
     assert not deterministic_gpu_ops("")
+
+
+def test_gpus_are_counted_and_sized_with_nvidia_smi_without_a_framework(tmp_path, monkeypatch):
+    fake = tmp_path / "nvidia-smi"  # two GPUs; answers the two queries Regimen asks
+    fake.write_text(
+        '#!/bin/sh\ncase "$*" in\n  *--query-gpu=index*) printf "0\\n1\\n" ;;\n'
+        "  *--id=1*--query-gpu=memory.total*) echo 143771 ;;\n  *) exit 9 ;;\nesac\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert local_gpus() == 2.0
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # what Ray gives a task holding GPU 1
+    assert local_gpus() == 1.0 and gpu_total_mb() == 143_771
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert local_gpus() == 0.0
+    with pytest.raises(RuntimeError, match="cannot read the GPU's memory with nvidia-smi"):
+        gpu_total_mb()
