@@ -26,11 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-
-def nvidia_smi(*query: str) -> list[list[str]]:
-    out = subprocess.run(["nvidia-smi", *query, "--format=csv,noheader,nounits"], capture_output=True, text=True)
-    return [[cell.strip() for cell in line.split(",")] for line in out.stdout.splitlines() if line.strip()]
+from jobs.gpus import nvidia_smi  # noqa: E402
+from jobs.store import Store  # noqa: E402
 
 
 class GpuMemory:
@@ -43,7 +42,10 @@ class GpuMemory:
 
     def _sample(self):
         while not self._stop.is_set():
-            rows = nvidia_smi("--query-compute-apps=pid,used_memory")
+            try:
+                rows = nvidia_smi("--query-compute-apps=pid,used_memory")
+            except (OSError, subprocess.SubprocessError):  # a missed sample, not a failed run
+                rows = []
             used = {int(pid): int(mib) for pid, mib in rows if pid.isdigit() and mib.isdigit()}
             for pid, mib in used.items():
                 self.per_process[pid] = max(self.per_process.get(pid, 0), mib)
@@ -79,7 +81,8 @@ def run_suite(fraction: float, args, results: Path) -> dict:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - clock
     print(done.stdout[-2000:], done.stderr[-3000:] if done.returncode else "", flush=True)
-    jobs = [job_summary(folder, memory.per_process) for folder in sorted((results / "jobs").glob("*"))]
+    store = Store(str(results))
+    jobs = [job_summary(store.job(job_id), memory.per_process) for job_id in store.job_ids()]
     return {
         "fraction": fraction,
         "gpu_memory_mb": args.gpu_memory_mb if fraction < 1 else None,
@@ -90,13 +93,13 @@ def run_suite(fraction: float, args, results: Path) -> dict:
     }
 
 
-def job_summary(folder: Path, gpu_peaks: dict[int, int]) -> dict:
-    use = json.loads((folder / "job.json").read_text())["uses"][0]
-    status = json.loads((folder / "status.json").read_text())
+def job_summary(record, gpu_peaks: dict[int, int]) -> dict:
+    use = record.spec()["uses"][0]
     name = f"{use['experiment']}/{use['variant']}"
-    if not (folder / "result.json").is_file():
+    result = record.result()
+    if result is None:
+        status = record.status() or {}
         return {"job": name, "state": status.get("state"), "error": status.get("error")}
-    result = json.loads((folder / "result.json").read_text())
     environment = result["environment"]
     return {
         "job": name,
