@@ -72,6 +72,18 @@ def resource_overrides(args) -> dict:
     return {name: getattr(args, name) for name in RESOURCE_FLAGS if getattr(args, name) is not None}
 
 
+def plan_options(args) -> dict:
+    """What ``plan`` and ``run`` share: how specs expand into jobs (``plan.expand``'s keyword arguments,
+    which ``RunOptions`` has too)."""
+    return {
+        "seeds": args.seeds,
+        "synthetic": args.synthetic,
+        "max_epochs": args.max_epochs,
+        "resources": resource_overrides(args),
+        "backend": args.backend,
+    }
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="regimen", description="Run Keras experiments from YAML specs on Ray.")
     commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -169,14 +181,7 @@ def cmd_plan(args, console: Console) -> int:
     from jobs.spec import parameter_count
 
     loaded = load_or_exit(args.specs, console)
-    jobs = expand(
-        [e.experiment for e in loaded],
-        args.seeds,
-        args.synthetic,
-        args.max_epochs,
-        resource_overrides(args),
-        args.backend,
-    )
+    jobs = expand([e.experiment for e in loaded], **plan_options(args))
     store = open_store(args.results)
     table = Table(box=None, pad_edge=False)
     for column in PLAN_COLUMNS:
@@ -241,15 +246,11 @@ def cmd_run(args, console: Console) -> int:
 
     loaded = load_or_exit(args.specs, console)
     options = RunOptions(
+        **plan_options(args),
         address=args.address,
-        synthetic=args.synthetic,
-        max_epochs=args.max_epochs,
-        seeds=args.seeds,
         data_dir=args.data_dir or default_data_dir(),
         force=args.force,
         require_gpu=args.require_gpu,
-        resources=resource_overrides(args),
-        backend=args.backend,
         executor="local" if args.in_process else "ray",
         off=args.off,
     )
