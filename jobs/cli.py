@@ -21,7 +21,7 @@ from jobs.data import default_data_dir
 from jobs.execution import LEVERS, UnknownLever, levers_off
 from jobs.loading import LoadedExperiment, load_experiments
 from jobs.plan import BadResources
-from jobs.spec import Backend
+from jobs.spec import Backend, Precision
 from jobs.store import Store, StoreUnavailable, open_store
 
 DEFAULT_SPECS = [Path("specs")]
@@ -61,6 +61,7 @@ PLAN_COLUMNS = (
     "epochs",
     "batch",
     "backend",
+    "precision",
     "cpus",
     "gpus",
     "job id",
@@ -81,6 +82,7 @@ def plan_options(args) -> dict:
         "max_epochs": args.max_epochs,
         "resources": resource_overrides(args),
         "backend": args.backend,
+        "precision": args.precision,
     }
 
 
@@ -100,6 +102,11 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--gpu-memory-mb", type=number(256, int), help="cap on each GPU job's GPU memory")
         sub.add_argument(
             "--backend", choices=get_args(Backend), help="Keras backend for every spec (default: each spec's)"
+        )
+        sub.add_argument(
+            "--precision",
+            choices=get_args(Precision),
+            help="Keras dtype policy for every spec (default: each spec's; mixed_bfloat16 needs bfloat16 hardware)",
         )
 
     specs_argument(commands.add_parser("validate", help="check specs and build every model; train nothing"))
@@ -156,7 +163,12 @@ def cmd_validate(args, console: Console) -> int:
         params = []
         for i, variant in enumerate(experiment.variants):
             try:
-                model = build_model(experiment.dataset, variant.layers, experiment.resolved_training(variant))
+                model = build_model(
+                    experiment.dataset,
+                    variant.layers,
+                    experiment.resolved_training(variant),
+                    precision=experiment.precision,
+                )
             except Exception as error:  # Keras' own refusal, reported like every other spec error
                 failed += 1
                 console.print(f"{item.file}: variants.{i}: Keras cannot build this model: {error}", markup=False)
@@ -198,6 +210,7 @@ def cmd_plan(args, console: Console) -> int:
             epochs,
             str(job.training.batch_size),
             job.backend,
+            job.precision,
             f"{job.resources.num_cpus:g}",
             f"{job.resources.num_gpus:g}",
             job.id,

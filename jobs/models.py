@@ -37,21 +37,25 @@ def _regularizer(spec: Regularizer | None):
     return regularizers.L1(spec.l1) if spec.l1 else regularizers.L2(spec.l2)
 
 
-def keras_layer(spec: Layer) -> keras.layers.Layer:
+def keras_layer(spec: Layer, dtype: str = "float32") -> keras.layers.Layer:
+    """``dtype``: the layer's Keras dtype policy (``spec.Precision``)."""
     from keras import layers
 
     if isinstance(spec, Dense):
         return layers.Dense(
-            spec.units, activation=spec.activation, kernel_regularizer=_regularizer(spec.kernel_regularizer)
+            spec.units,
+            activation=spec.activation,
+            kernel_regularizer=_regularizer(spec.kernel_regularizer),
+            dtype=dtype,
         )
     if isinstance(spec, Dropout):
-        return layers.Dropout(spec.rate)
+        return layers.Dropout(spec.rate, dtype=dtype)
     if isinstance(spec, BatchNorm):
-        return layers.BatchNormalization(momentum=spec.momentum, epsilon=spec.epsilon)
+        return layers.BatchNormalization(momentum=spec.momentum, epsilon=spec.epsilon, dtype=dtype)
     if isinstance(spec, ActivationLayer):
-        return layers.Activation(spec.activation)
+        return layers.Activation(spec.activation, dtype=dtype)
     if isinstance(spec, Flatten):
-        return layers.Flatten()
+        return layers.Flatten(dtype=dtype)
     raise TypeError(f"no Keras constructor for layer {spec!r}")
 
 
@@ -74,13 +78,17 @@ def build_model(
     name: str = "model",
     steps_per_execution: int = 1,
     jit_compile: bool | str = "auto",
+    precision: str = "float32",
 ) -> keras.Model:
     """The variant's model, compiled with its optimizer, loss and metrics. ``steps_per_execution``: see
     ``execution.Execution``; ``jit_compile``: Keras' default, which leaves XLA off on CPU (measured
     slower there, ``BENCHMARKS.md``)."""
     import keras
 
-    model = keras.Sequential([keras.Input(shape=input_shape(dataset)), *map(keras_layer, layers)], name=name)
+    # Mixed precision keeps the output layer in float32, as Keras' guide asks: the loss then sees float32
+    # probabilities, not bfloat16 ones rounded to 3 significant digits.
+    dtypes = [precision] * (len(layers) - 1) + ["float32"]
+    model = keras.Sequential([keras.Input(shape=input_shape(dataset)), *map(keras_layer, layers, dtypes)], name=name)
     model.compile(
         optimizer=keras_optimizer(training.optimizer),
         loss=training.loss,

@@ -1,6 +1,6 @@
 """Experiments -> jobs: one per variant and seed, identified by what changes the result, merged by id.
 
-Pure: no Ray, no TensorFlow. The job id hashes the model, data, training, seed and backend, not names,
+Pure: no Ray, no TensorFlow. The job id hashes the model, data, training, seed, backend and precision, not names,
 so ``l1``'s and ``l2``'s identical ``basic`` are one job, trained once.
 """
 
@@ -36,6 +36,7 @@ class Job:
     seed: int
     synthetic: bool
     backend: str  # Keras 3 backend (spec.Backend)
+    precision: str  # Keras dtype policy (spec.Precision)
     resources: Resources
     requested_epochs: int  # before --max-epochs
     uses: tuple[Use, ...] = field(default=())
@@ -51,7 +52,9 @@ class Job:
         return self.training.epochs < self.requested_epochs
 
     def identity(self) -> dict:
-        return job_identity(self.dataset, self.layers, self.training, self.seed, self.synthetic, self.backend)
+        return job_identity(
+            self.dataset, self.layers, self.training, self.seed, self.synthetic, self.backend, self.precision
+        )
 
     def describe(self) -> dict:
         """Everything about the job as JSON: what it trains and where its result is used."""
@@ -65,11 +68,20 @@ class Job:
 
 
 def job_identity(
-    dataset: Dataset, layers: tuple[Layer, ...], training: Training, seed: int, synthetic: bool, backend: str
+    dataset: Dataset,
+    layers: tuple[Layer, ...],
+    training: Training,
+    seed: int,
+    synthetic: bool,
+    backend: str,
+    precision: str,
 ) -> dict:
+    """What the job's result depends on. Precision is named only when it is not float32, so that results
+    stored before it was selectable keep their ids."""
     return {
         "format": JOB_FORMAT,
         "backend": backend,
+        **({} if precision == "float32" else {"precision": precision}),
         "dataset": dataset.model_dump(mode="json"),
         "data": "synthetic" if synthetic else "real",
         "layers": [layer.model_dump(mode="json") for layer in layers],
@@ -94,12 +106,13 @@ def expand(
     max_epochs: int | None = None,
     resources: dict | None = None,
     backend: str | None = None,
+    precision: str | None = None,
 ) -> list[Job]:
     """Every (experiment, variant, seed) as a job, identical jobs merged into one with several uses.
 
     ``resources`` overrides fields of every spec's resources (e.g. ``{"num_gpus": 0.25}`` on a GPU cluster);
-    like the rest of the resources, it does not change job ids. ``backend`` overrides every spec's Keras
-    backend; it does change them (another backend computes in another order)."""
+    like the rest of the resources, it does not change job ids. ``backend`` and ``precision`` override
+    every spec's Keras backend and dtype policy; they do change them (other kernels, other roundings)."""
     by_id: dict[str, Job] = {}
     for experiment in experiments:
         requested = _resources(experiment, resources or {})
@@ -107,8 +120,11 @@ def expand(
             full = experiment.resolved_training(variant)
             training = full.model_copy(update={"epochs": min(full.epochs, max_epochs or full.epochs)})
             keras_backend = backend or experiment.backend
+            dtype_policy = precision or experiment.precision
             for seed in seeds_of(experiment, seeds):
-                identity = job_identity(experiment.dataset, variant.layers, training, seed, synthetic, keras_backend)
+                identity = job_identity(
+                    experiment.dataset, variant.layers, training, seed, synthetic, keras_backend, dtype_policy
+                )
                 use = Use(experiment.name, variant.name, seed)
                 jid = job_id(identity)
                 if jid in by_id:
@@ -129,6 +145,7 @@ def expand(
                     seed,
                     synthetic,
                     keras_backend,
+                    dtype_policy,
                     requested,
                     full.epochs,
                     (use,),

@@ -30,9 +30,17 @@ def fits(job: Job, node: dict[str, float]) -> bool:
     return node.get("CPU", 0) >= job.resources.num_cpus and node.get("GPU", 0) >= job.resources.num_gpus
 
 
-def check(jobs: list[Job], nodes: list[dict[str, float]], local: bool, require_gpu: bool = False) -> Feasibility:
+def check(
+    jobs: list[Job],
+    nodes: list[dict[str, float]],
+    local: bool,
+    require_gpu: bool = False,
+    native_bfloat16: bool | None = None,
+) -> Feasibility:
     """Jobs every node is too small for are errors — except GPU requests on a local machine with no GPU,
-    which run on CPU after a notice unless ``require_gpu``."""
+    which run on CPU after a notice unless ``require_gpu``. ``native_bfloat16``: whether this machine's CPU
+    multiplies bfloat16 natively (``cpus.native_bfloat16``); when it does not, local CPU jobs in reduced
+    precision get a notice that they will be slower, not faster."""
     notices: list[str] = []
     errors: list[str] = []
     has_gpu = any(node.get("GPU", 0) > 0 for node in nodes)
@@ -54,6 +62,12 @@ def check(jobs: list[Job], nodes: list[dict[str, float]], local: bool, require_g
             else job
             for job in jobs
         ]
+    emulated = [job for job in jobs if job.precision != "float32" and job.resources.num_gpus == 0]
+    if local and native_bfloat16 is False and emulated:
+        notices.append(
+            f"{len(emulated)} job(s) compute in {emulated[0].precision} but this CPU has no native bfloat16 "
+            "multiply (AMX or AVX512-BF16): they will run slower than in float32"
+        )
     for job in jobs:
         if not any(fits(job, node) for node in nodes):
             errors.append(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from jobs.cpus import native_bfloat16
 from jobs.data import Arrays, DataCorrupt, DataUnavailable, locate, read_dataset, synthetic
 from jobs.executors import Executor, InProcessExecutor, Outcome, RayExecutor
 from jobs.gpus import local_gpus
@@ -45,6 +46,7 @@ class RunOptions:
     resources: dict = field(default_factory=dict)  # overrides every spec's num_cpus / num_gpus / gpu_memory_mb
     off: frozenset[str] = frozenset()  # performance levers left off (execution.LEVERS)
     backend: str | None = None  # overrides every spec's Keras backend
+    precision: str | None = None  # overrides every spec's Keras dtype policy
 
 
 @dataclass
@@ -71,6 +73,7 @@ def manifest(loaded: LoadedExperiment, order: int, jobs: list[Job], options: Run
             "seeds": options.seeds or loaded.experiment.seeds,
             "resources": options.resources,
             "backend": options.backend or loaded.experiment.backend,
+            "precision": options.precision or loaded.experiment.precision,
         },
         "jobs": [
             {"variant": use.variant, "seed": use.seed, "job_id": job.id}
@@ -227,6 +230,7 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
         options.max_epochs,
         options.resources,
         options.backend,
+        options.precision,
     )
     to_run, finished, kept = pending_jobs(jobs, store, options.force)
     summary = RunSummary(planned=len(jobs), skipped=len(finished), kept=kept)
@@ -235,7 +239,7 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
             select_driver_backend(to_run)
         located = locate_datasets(to_run, options.data_dir)
         executor, nodes, local = start_executor(options)
-        feasibility = check(to_run, nodes, local, options.require_gpu)
+        feasibility = check(to_run, nodes, local, options.require_gpu, native_bfloat16())
         if feasibility.errors:
             raise RunRefused([*feasibility.errors, "nothing was trained"])
         summary.notices += feasibility.notices

@@ -29,6 +29,12 @@ Activation = Literal[
 #: Keras 3 backends a job can train on. TensorFlow is the default and the only one the base install has;
 #: ``jax`` needs the ``jax`` extra (``jax-gpu`` on NVIDIA GPUs).
 Backend = Literal["tensorflow", "jax"]
+#: Keras dtype policies a job can train with. ``float32``, the default, is what the seed's scripts ran.
+#: ``mixed_bfloat16`` computes layers in bfloat16 and keeps weights (and the output layer) in float32:
+#: faster only where the hardware multiplies bfloat16 natively (AMX or AVX512-BF16 CPUs, GPUs from
+#: NVIDIA's Ampere on, TPUs), and much slower elsewhere. bfloat16 has float32's range, so it needs no
+#: loss scaling (which float16 would).
+Precision = Literal["float32", "mixed_bfloat16"]
 Loss = Literal["binary_crossentropy", "sparse_categorical_crossentropy"]
 Metric = Literal["accuracy", "binary_crossentropy", "sparse_categorical_crossentropy"]
 
@@ -248,6 +254,7 @@ class Experiment(Strict):
     seeds: int = Field(1, ge=1, le=1000, description="each variant is trained with seeds 0..seeds-1")
     resources: Resources = Resources()
     backend: Backend = Field("tensorflow", description="Keras 3 backend every job of this experiment trains on")
+    precision: Precision = Field("float32", description="Keras dtype policy every job of this experiment trains with")
     headline_metric: str = Field(description="'loss' or one of the training metrics")
     claims: tuple[Claim, ...] = ()
 

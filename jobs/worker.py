@@ -181,7 +181,7 @@ def configure_jax(num_gpus: float, gpu_memory_mb: int | None) -> dict:
     return {**settings, "device": device, "gpu_memory_mb": capped, "deterministic": deterministic}
 
 
-def environment(backend: str, num_cpus: float, num_gpus: float) -> dict:
+def environment(backend: str, precision: str, num_cpus: float, num_gpus: float) -> dict:
     import keras
     import numpy
 
@@ -196,6 +196,7 @@ def environment(backend: str, num_cpus: float, num_gpus: float) -> dict:
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "backend": backend,
+        "precision": precision,
         backend: sys.modules[backend].__version__,  # imported by Keras by now
         "keras": keras.__version__,
         "numpy": numpy.__version__,
@@ -285,6 +286,7 @@ def train(
             job.training,
             name=job.id,
             steps_per_execution=execution.steps_per_execution,
+            precision=job.precision,
         )
         store_history, callbacks, scratch = _callbacks(job, record, report, log)
         fit_clock = time.perf_counter()
@@ -326,7 +328,7 @@ def train(
                 "seconds_per_epoch": round(fit_s / max(1, epochs_run), 4),
             },
             "environment": {
-                **environment(job.backend, resources.num_cpus, resources.num_gpus),
+                **environment(job.backend, job.precision, resources.num_cpus, resources.num_gpus),
                 **device,
                 "pid": os.getpid(),
                 "jobs_in_process": _jobs_in_process,

@@ -23,6 +23,7 @@ ENVIRONMENT = {
     "platform": "Linux-fixture",
     "python": "3.11.2",
     "tensorflow": "2.21.0",
+    "precision": "float32",
     "keras": "3.12.0",
     "numpy": "2.4.6",
     "ray": "2.60.0",
@@ -202,14 +203,14 @@ def golden_store(root: Path) -> Store:
     return store
 
 
-def suite_store(root: Path, seeds: int = 3, synthetic: bool = True) -> Store:
+def suite_store(root: Path, seeds: int = 3, synthetic: bool = True, precision: str = "float32") -> Store:
     """The six built-in experiments, every job finished with full-length histories, as ``make demo`` leaves
     them with ``--seeds`` seeds; the numbers go the way the seed document's did."""
     loaded, errors = load_experiments([SPECS])
     assert not errors, errors
     experiments = [item.experiment for item in loaded]
     store = Store(str(root))
-    jobs = expand(experiments, seeds=seeds, synthetic=synthetic)
+    jobs = expand(experiments, seeds=seeds, synthetic=synthetic, precision=precision)
     levels = {"basic": 0.68, "overfit": 0.75, "l1": 0.6, "l2": 0.6, "dropout": 0.6, "bn": 0.2, "develop": 0.25}
     for job in jobs:
         use = job.uses[0]
@@ -227,8 +228,9 @@ def suite_store(root: Path, seeds: int = 3, synthetic: bool = True) -> Store:
             synthetic=synthetic,
             source="synthetic" if synthetic else "real",
             seconds=0.5 * job.training.epochs,
+            environment={**ENVIRONMENT, "precision": precision},
         )
-    options = RunOptions(synthetic=synthetic, seeds=seeds)
+    options = RunOptions(synthetic=synthetic, seeds=seeds, precision=precision)
     for order, item in enumerate(loaded):  # the manifests exactly as `regimen run` writes them
         store.write_experiment(item.experiment.name, manifest(item, order, jobs, options))
     return store

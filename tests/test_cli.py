@@ -23,6 +23,13 @@ def test_plan_shows_ten_distinct_jobs(capsys, in_root, tmp_path):
     assert "10 distinct jobs for 11 (experiment, variant, seed) uses" in out
     assert "l1, l2" in out  # the shared basic job
     assert out.count(" tensorflow ") == 10  # every job's backend
+    assert out.count(" float32 ") == 10  # and precision
+
+
+def test_plan_with_a_precision_override_plans_other_jobs(capsys, in_root, tmp_path):
+    assert main(["plan", "--precision", "mixed_bfloat16", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" mixed_bfloat16 ") == 10 and " float32 " not in out
 
 
 def test_schema_is_json_schema(capsys):
@@ -49,6 +56,10 @@ BAD_INPUTS = {
     "backend pytorch": (
         lambda d: d.__setitem__("backend", "pytorch"),
         "backend: 'pytorch' is not allowed; expected one of: tensorflow, jax",
+    ),
+    "precision float16": (
+        lambda d: d.__setitem__("precision", "float16"),
+        "precision: 'float16' is not allowed (did you mean 'float32'?); expected one of: float32, mixed_bfloat16",
     ),
 }
 
@@ -82,7 +93,9 @@ def test_files_that_are_not_specs_exit_2(tmp_path, text, expected):
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("args", [["run", "--seeds", "0"], ["run", "--max-epochs", "x"], ["frobnicate"]])
+@pytest.mark.parametrize(
+    "args", [["run", "--seeds", "0"], ["run", "--max-epochs", "x"], ["plan", "--precision", "float16"], ["frobnicate"]]
+)
 def test_bad_arguments_exit_2(args):
     done = regimen(*args)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "error:" in done.stderr

@@ -83,3 +83,26 @@ def test_the_pure_parameter_count_equals_keras(suite, experiment, variant):
 
     spec = suite[experiment]
     assert parameter_count(spec.dataset, spec.variant(variant).layers) == SEED_PARAMS[(experiment, variant)]
+
+
+def test_mixed_bfloat16_computes_hidden_layers_in_bfloat16_and_keeps_float32_weights_and_output(suite):
+    from jobs.data import synthetic
+    from jobs.models import build_model
+
+    spec = suite["fashion"]
+    model = build_model(spec.dataset, spec.variants[0].layers, spec.training, precision="mixed_bfloat16")
+    assert model.count_params() == SEED_PARAMS[("fashion", "develop")]
+    assert [layer.compute_dtype for layer in model.layers] == ["bfloat16"] * 8 + ["float32"]
+    assert {weight.dtype for weight in model.weights} == {"float32"}
+    data = synthetic(spec.dataset, train=64, test=32)
+    history = model.fit(data.x_train, data.y_train, epochs=1, batch_size=32, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert model.predict(data.x_test, verbose=0).dtype == np.float32
+
+
+def test_float32_is_the_default_precision(suite):
+    from jobs.models import build_model
+
+    spec = suite["l1"]
+    model = build_model(spec.dataset, spec.variants[0].layers, spec.training)
+    assert {layer.compute_dtype for layer in model.layers} == {"float32"}

@@ -83,6 +83,17 @@ def test_the_backend_is_part_of_a_jobs_identity(experiments):
     assert [job.id for job in expand(in_the_spec)] == [job.id for job in jax]
 
 
+def test_precision_is_part_of_a_jobs_identity_and_float32_ids_are_unchanged(experiments):
+    float32 = expand(experiments)
+    mixed = expand(experiments, precision="mixed_bfloat16")
+    assert {job.precision for job in float32} == {"float32"} and {job.precision for job in mixed} == {"mixed_bfloat16"}
+    assert {job.id for job in float32}.isdisjoint(job.id for job in mixed)
+    assert all("precision" not in job.identity() for job in float32)  # the ids results were stored under
+    in_the_spec = [experiment.model_copy(update={"precision": "mixed_bfloat16"}) for experiment in experiments]
+    assert [job.id for job in expand(in_the_spec)] == [job.id for job in mixed]
+    assert [job.id for job in expand(in_the_spec, precision="float32")] == [job.id for job in float32]
+
+
 def test_tensorflow_job_ids_are_those_stored_before_backends_were_selectable(experiments):
     """Results stored before the spec had a backend field keep matching their jobs."""
     (l1_basic,) = [job for job in expand(experiments) if len(job.uses) == 2]

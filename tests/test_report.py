@@ -60,8 +60,17 @@ def test_synthetic_data_and_capped_epochs_are_banners_at_the_top(golden):
 def test_real_uncapped_data_has_no_banner(tmp_path):
     md = write_report(suite_store(tmp_path / "results", seeds=1, synthetic=False), tmp_path / "out")["summary.md"]
     text = md.read_text()
-    assert "SYNTHETIC" not in text and "CAPPED" not in text
+    assert "SYNTHETIC" not in text and "CAPPED" not in text and "REDUCED PRECISION" not in text
     assert "one seed: not a test" in text
+    assert "- Precision: float32" in text
+
+
+def test_reduced_precision_is_a_banner_and_named_in_the_run_section(tmp_path):
+    store = suite_store(tmp_path / "results", seeds=1, synthetic=False, precision="mixed_bfloat16")
+    text = write_report(store, tmp_path / "out")["summary.md"].read_text()
+    first_section, rest = text.split("## Overview")
+    assert "**REDUCED PRECISION.** Some jobs computed their layers in mixed_bfloat16" in first_section
+    assert "- Precision: mixed_bfloat16" in rest.split("## Run")[1].split("\n## ")[0]
 
 
 def test_failed_running_and_missing_jobs_are_listed_with_their_logs(golden):

@@ -94,3 +94,27 @@ def test_gpus_are_counted_and_sized_with_nvidia_smi_without_a_framework(tmp_path
     assert local_gpus() == 0.0
     with pytest.raises(RuntimeError, match="cannot read the GPU's memory with nvidia-smi"):
         gpu_total_mb()
+
+
+def test_reduced_precision_on_a_cpu_without_native_bfloat16_gets_a_notice():
+    (item,), _ = load_experiments([Path(__file__).parent.parent / "specs" / "dropout.yaml"])
+    mixed = expand([item.experiment], precision="mixed_bfloat16")
+    (notice,) = check(mixed, [CPU_NODE], local=True, native_bfloat16=False).notices
+    assert notice.startswith("2 job(s) compute in mixed_bfloat16 but this CPU has no native bfloat16 multiply")
+    assert not check(mixed, [CPU_NODE], local=True, native_bfloat16=True).notices
+    assert not check(mixed, [CPU_NODE], local=True, native_bfloat16=None).notices  # not Linux: unknown
+    assert not check(mixed, [CPU_NODE], local=False, native_bfloat16=False).notices  # a cluster's nodes differ
+    assert not check(expand([item.experiment]), [CPU_NODE], local=True, native_bfloat16=False).notices
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "expected"),
+    [("flags\t: fpu avx512f avx512_bf16 amx_tile\n", True), ("flags\t: fpu avx2 fma\n", False), (None, None)],
+)
+def test_native_bfloat16_reads_the_cpu_flags(tmp_path, cpuinfo, expected):
+    from jobs.cpus import native_bfloat16
+
+    path = tmp_path / "cpuinfo"
+    if cpuinfo is not None:
+        path.write_text(cpuinfo)
+    assert native_bfloat16(path) is expected

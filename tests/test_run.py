@@ -158,6 +158,17 @@ def test_the_backend_flag_trains_on_jax_beside_the_tensorflow_results(tmp_path):
     assert backends == ["jax", "jax", "tensorflow", "tensorflow"]
 
 
+def test_the_precision_flag_trains_other_jobs_and_records_their_precision(tmp_path):
+    assert smoke_run(tmp_path, "--in-process").returncode == 0
+    done = smoke_run(tmp_path, "--in-process", "--precision", "mixed_bfloat16")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 jobs: 2 trained, 0 already stored" in done.stdout
+    store = Store(str(tmp_path))
+    precisions = sorted(store.job(j).result()["environment"]["precision"] for j in store.job_ids())
+    assert precisions == ["float32", "float32", "mixed_bfloat16", "mixed_bfloat16"]
+    assert store.read_experiment("dropout")["run"]["precision"] == "mixed_bfloat16"
+
+
 def test_an_in_process_run_mixing_backends_is_refused_before_training(tmp_path):
     document = yaml.safe_load((ROOT / "specs" / "dropout.yaml").read_text())
     on_jax = tmp_path / "dropout-jax.yaml"

@@ -14,6 +14,8 @@ from jobs.report import labels
 from jobs.report.reduce import ExperimentSummary, Problem, Report, RunInfo, VariantSummary, Verdict
 
 VERSION_KEYS = ("python", "backend", "tensorflow", "jax", "keras", "ray", "numpy")
+#: Environment keys that are neither versions nor hardware.
+PRECISION_KEY = "precision"
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,15 @@ def banners(report: Report) -> list[Block]:
                 "so they are not the seed's experiments: " + "; ".join(report.capped) + "."
             )
         )
+    reduced = [p for p in report.run.environment.get(PRECISION_KEY, ()) if p != "float32"]
+    if reduced:
+        found.append(
+            Banner(
+                f"**REDUCED PRECISION.** Some jobs computed their layers in {', '.join(reduced)}, not in float32 "
+                "as the seed's scripts did: faster where the hardware multiplies bfloat16 natively, but rounded "
+                "differently, so compare their numbers with float32 runs only within seed-to-seed noise."
+            )
+        )
     return found
 
 
@@ -132,7 +143,9 @@ def run(info: RunInfo) -> list[Block]:
     versions = [f"{k} {', '.join(env[k])}" for k in VERSION_KEYS if k in env]
     if versions:
         items.append("Versions: " + "; ".join(versions))
-    hardware = [f"{k}: {', '.join(v)}" for k, v in env.items() if k not in VERSION_KEYS]
+    if PRECISION_KEY in env:
+        items.append("Precision: " + ", ".join(env[PRECISION_KEY]))
+    hardware = [f"{k}: {', '.join(v)}" for k, v in env.items() if k not in (*VERSION_KEYS, PRECISION_KEY)]
     if hardware:
         items.append("Hardware: " + "; ".join(hardware))
     for data in info.data:
