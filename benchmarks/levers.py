@@ -1,19 +1,20 @@
 """Each performance lever of ``jobs/execution.py``, measured on and off (the numbers in BENCHMARKS.md).
 
-    .venv/bin/python benchmarks/levers.py --data-dir DIR jobs          per-job levers, ~5 min
+    .venv/bin/python benchmarks/levers.py --data-dir DIR jobs [--variants ...]   per-job levers, ~6 min
     .venv/bin/python benchmarks/levers.py --data-dir DIR suite [--max-epochs N]   process levers
 
 ``jobs``: four jobs of the suite (the 706k-parameter overfit model, the 382k batchnorm one, fashion's
 284k one, a 30k IMDB one), each trained for a few epochs in a fresh process on one thread, as the suite
 runs them: as the product trains them, then with ``steps`` off, and with each candidate the product
 measured and did not keep — XLA (``jit_compile=True``), the whole test set as one validation batch, a
-``tf.data`` pipeline with prefetch instead of Keras' own adapter for numpy arrays. Seconds per epoch are
-the median after the first epoch (which compiles).
+``tf.data`` pipeline with prefetch instead of Keras' own adapter for numpy arrays — and in mixed
+precision (``mixed_bfloat16``, the user's choice, not a lever). Seconds per epoch are the median after
+the first epoch (which compiles).
 
 ``suite``: ``regimen run`` of the whole suite on a fresh store, with every lever on, then with
 ``--off reuse``, ``--off shared-data``, ``--off order``, with ``--num-cpus 2`` (one job at a time
-on both cores instead of two jobs side by side), and on Keras' JAX backend. Wall time, peak memory of
-the process tree, and every job's test metrics. ``--variants`` picks some of them.
+on both cores instead of two jobs side by side), on Keras' JAX backend, and in mixed precision. Wall
+time, peak memory of the process tree, and every job's test metrics. ``--variants`` picks some of them.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ JOB_VARIANTS = {
     "+ xla": ([], "xla"),
     "+ val batch = test set": ([], "val-batch"),
     "+ tf.data feed": ([], "tf.data"),
+    "mixed_bfloat16": ([], "mixed_bfloat16"),
 }
 SUITE_VARIANTS = {
     "all on": [],
@@ -53,6 +55,7 @@ SUITE_VARIANTS = {
     "one job at a time, 2 threads": ["--num-cpus", "2"],
     # not a lever: the other backend, which has no thread setting on CPU, so one job at a time
     "jax backend (one job at a time)": ["--backend", "jax", "--num-cpus", "2"],
+    "mixed_bfloat16": ["--precision", "mixed_bfloat16"],
 }
 
 
@@ -66,7 +69,7 @@ def find_job(experiment: str, variant: str):
 
 def time_one(name: str, off: list[str], candidate: str, data_dir: Path, epochs: int) -> dict:
     """In this process: one job's seconds per epoch with the levers in ``off`` left off and ``candidate``
-    (xla, val-batch, tf.data or none) on."""
+    (xla, val-batch, tf.data, mixed_bfloat16 or none) on."""
     from jobs.data import locate, read_dataset
     from jobs.execution import execution_for
     from jobs.worker import configure_tensorflow
@@ -87,6 +90,7 @@ def time_one(name: str, off: list[str], candidate: str, data_dir: Path, epochs: 
         job.training,
         steps_per_execution=execution.steps_per_execution,
         jit_compile=candidate == "xla" or "auto",
+        precision="mixed_bfloat16" if candidate == "mixed_bfloat16" else "float32",
     )
     ends: list[float] = []
     clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: ends.append(time.perf_counter()))
@@ -112,10 +116,11 @@ def time_one(name: str, off: list[str], candidate: str, data_dir: Path, epochs: 
     return {"first_epoch_s": per_epoch[0], "epoch_s": statistics.median(per_epoch[1:]), **execution.describe()}
 
 
-def jobs_table(data_dir: Path, epochs: int) -> list[dict]:
+def jobs_table(data_dir: Path, epochs: int, variants: list[str]) -> list[dict]:
     rows = []
     for name in JOBS:
-        for label, (off, candidate) in JOB_VARIANTS.items():
+        for label in variants:
+            off, candidate = JOB_VARIANTS[label]
             command = [sys.executable, __file__, "--data-dir", str(data_dir), "one", name, ",".join(off)]
             command.append(candidate or "none")
             done = subprocess.run([*command, str(epochs)], capture_output=True, text=True, check=True)
@@ -158,6 +163,9 @@ def main() -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     jobs = commands.add_parser("jobs")
     jobs.add_argument("--epochs", type=int, default=4)
+    jobs.add_argument(
+        "--variants", default=",".join(JOB_VARIANTS), help="comma-separated, of: " + ", ".join(JOB_VARIANTS)
+    )
     suite = commands.add_parser("suite")
     suite.add_argument("--max-epochs", type=int)
     suite.add_argument(
@@ -166,7 +174,7 @@ def main() -> int:
     one = commands.add_parser("one")  # internal: one measurement in a fresh process
     one.add_argument("name", choices=JOBS)
     one.add_argument("off")
-    one.add_argument("candidate", choices=["none", "xla", "val-batch", "tf.data"])
+    one.add_argument("candidate", choices=["none", "xla", "val-batch", "tf.data", "mixed_bfloat16"])
     one.add_argument("epochs", type=int)
     args = parser.parse_args()
     if args.command == "one":
@@ -174,7 +182,7 @@ def main() -> int:
         print(json.dumps(time_one(args.name, off, args.candidate, args.data_dir, args.epochs)))
         return 0
     if args.command == "jobs":
-        rows = jobs_table(args.data_dir, args.epochs)
+        rows = jobs_table(args.data_dir, args.epochs, args.variants.split(","))
     else:
         rows = suite_table(args.data_dir, args.max_epochs, args.variants.split(","))
     out = ROOT / "bench" / "results" / f"levers-{args.command}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
