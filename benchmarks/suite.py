@@ -11,7 +11,7 @@ with ``--precision mixed_bfloat16``. Prints, and writes as JSON under ``bench/re
 time and its ratio to the baseline's; training FLOPs / wall / the measured matmul peak of the arithmetic
 the side used; the peak memory of each side's whole process tree; a rerun of the finished suite; and
 every variant's test metrics on each Regimen side against the baseline's, with the tolerance they must
-agree within. Exit code 1 when no Regimen side meets every target of issue 7.
+agree within. Exit code 1 when the default (float32) side misses a target of issue 7.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -225,30 +226,31 @@ def main() -> int:
     experiments = [spec.experiment for spec in loaded]
     flops = training_flops(experiments)
     print(f"IMDB: {'real' if real_imdb else 'SYNTHETIC, full shape'}; training FLOPs {flops:.3e}", flush=True)
-    precisions = ["float32", "mixed_bfloat16"] if native_bfloat16() else ["float32"]
+    native = native_bfloat16()
+    precisions = ["float32", "mixed_bfloat16"] if native else ["float32"]
     peaks = {precision: matmul_peak(MATMUL_DTYPE[precision]) for precision in precisions}
     print("matmul peak: " + ", ".join(f"{MATMUL_DTYPE[p]} {v / 1e9:.0f} GFLOP/s" for p, v in peaks.items()), flush=True)
 
     baseline, baseline_metrics = run_baseline(data, scratch)
     sides = {"baseline": side_report(baseline, baseline, flops, peaks["float32"])}
-    checks, rerun_command = {}, None
+    checks, commands = {}, {}
     for precision in precisions:
-        measured, results, command = run_regimen(data, scratch, precision)
-        rerun_command = rerun_command or command  # the default run's store
+        measured, results, commands[precision] = run_regimen(data, scratch, precision)
         rows = compare(baseline_metrics, suite_metrics(experiments, results, precision))
         side = side_report(measured, baseline, flops, peaks[precision])
         sides[f"regimen {precision}"] = {**side, "precision": precision, "metrics": rows}
         checks[f"regimen {precision}"] = side_checks(side, rows)
-    rerun = measure(rerun_command, scratch / "rerun.log", ROOT)
+    rerun = measure(commands["float32"], scratch / "rerun.log", ROOT)  # the default run, on its store
     rerun_log = (scratch / "rerun.log").read_text()
-    trained_nothing = "0 trained" in rerun_log
+    trained = re.search(r"(\d+) trained, ", rerun_log)
+    trained_nothing = rerun.returncode == 0 and trained is not None and trained.group(1) == "0"
     report = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "processor": platform.processor(),
-            "native_bfloat16": bool(native_bfloat16()),
+            "native_bfloat16": native,
         },
         "imdb": "real" if real_imdb else "synthetic, 25000 x 100 train and test",
         "matmul_peak_flops": {MATMUL_DTYPE[p]: v for p, v in peaks.items()},
@@ -277,8 +279,9 @@ def main() -> int:
         print(f"scratch kept: {scratch}")
     else:
         shutil.rmtree(scratch, ignore_errors=True)
-    one_side_meets_every_target = any(all(side.values()) for side in checks.values())
-    return 0 if one_side_meets_every_target and all(report["checks"]["baseline and rerun"].values()) else 1
+    # issue 7's targets are the product's as it runs by default; the mixed-precision side is the user's choice
+    default_meets_every_target = all(checks["regimen float32"].values())
+    return 0 if default_meets_every_target and all(report["checks"]["baseline and rerun"].values()) else 1
 
 
 def side_report(measured: Measured, baseline: Measured, flops: float, peak: float) -> dict:
@@ -306,7 +309,7 @@ def print_report(report: dict, out: Path) -> None:
     for name, side in report["sides"].items():
         if "metrics" not in side:
             continue
-        print(f"\n{name}: {'experiment/variant':<26} {'metric':<34} {'baseline':>9} {'regimen':>9} {'allowed':>8}")
+        print(f"\n{name}\n{'experiment/variant':<26} {'metric':<34} {'baseline':>9} {'regimen':>9} {'allowed':>8}")
         for row in side["metrics"]:
             mark = "" if row["within"] else "  OUTSIDE"
             print(

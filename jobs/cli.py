@@ -106,7 +106,8 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--precision",
             choices=get_args(Precision),
-            help="Keras dtype policy for every spec (default: each spec's; mixed_bfloat16 needs bfloat16 hardware)",
+            help="Keras dtype policy for every spec (default: each spec's; mixed_bfloat16 is faster only on "
+            "hardware with native bfloat16)",
         )
 
     specs_argument(commands.add_parser("validate", help="check specs and build every model; train nothing"))

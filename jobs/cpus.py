@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-#: CPU flags of a native bfloat16 multiply; without one, bfloat16 is emulated and slower than float32.
-BFLOAT16_FLAGS = ("amx_bf16", "avx512_bf16")
+#: CPU flags of a native bfloat16 multiply (x86: AMX, AVX512-BF16; Arm: BF16); without one, bfloat16 is
+#: emulated and slower than float32.
+BFLOAT16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")
 
 
 def native_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:

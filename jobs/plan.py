@@ -61,6 +61,7 @@ class Job:
         return {
             "id": self.id,
             **self.identity(),
+            "precision": self.precision,
             "requested_epochs": self.requested_epochs,
             "resources": self.resources.model_dump(),
             "uses": [use.__dict__ for use in self.uses],

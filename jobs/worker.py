@@ -182,6 +182,8 @@ def configure_jax(num_gpus: float, gpu_memory_mb: int | None) -> dict:
 
 
 def environment(backend: str, precision: str, num_cpus: float, num_gpus: float) -> dict:
+    """Versions and settings of the process that trained the job; ``precision``: the dtype policy its
+    model was built with."""
     import keras
     import numpy
 
@@ -328,7 +330,7 @@ def train(
                 "seconds_per_epoch": round(fit_s / max(1, epochs_run), 4),
             },
             "environment": {
-                **environment(job.backend, job.precision, resources.num_cpus, resources.num_gpus),
+                **environment(job.backend, model.layers[0].dtype_policy.name, resources.num_cpus, resources.num_gpus),
                 **device,
                 "pid": os.getpid(),
                 "jobs_in_process": _jobs_in_process,

@@ -200,3 +200,13 @@ def test_a_fresh_process_reports_the_suite_without_tensorflow_or_ray(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[0]) == 4 + 6
+
+
+def test_results_stored_before_precision_was_recorded_count_as_float32(tmp_path):
+    store = suite_store(tmp_path / "results", seeds=1, synthetic=False, precision="mixed_bfloat16")
+    record = store.job(store.job_ids()[0])
+    result = record.result()
+    del result["environment"]["precision"]
+    store.write_json(record.file("result.json"), result)
+    text = write_report(store, tmp_path / "out")["summary.md"].read_text()
+    assert "- Precision: float32, mixed_bfloat16" in text

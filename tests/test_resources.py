@@ -109,7 +109,12 @@ def test_reduced_precision_on_a_cpu_without_native_bfloat16_gets_a_notice():
 
 @pytest.mark.parametrize(
     ("cpuinfo", "expected"),
-    [("flags\t: fpu avx512f avx512_bf16 amx_tile\n", True), ("flags\t: fpu avx2 fma\n", False), (None, None)],
+    [
+        ("flags\t: fpu avx512f avx512_bf16 amx_tile\n", True),
+        ("Features\t: fp asimd sve bf16 i8mm\n", True),  # Arm
+        ("flags\t: fpu avx2 fma\n", False),
+        (None, None),
+    ],
 )
 def test_native_bfloat16_reads_the_cpu_flags(tmp_path, cpuinfo, expected):
     from jobs.cpus import native_bfloat16

@@ -456,7 +456,8 @@ def run_info(collected: Collected) -> RunInfo:
     done = [r for e in entries for r in e.runs if r.state == "done"]
     environment: dict[str, set[str]] = {}
     for run in done:
-        for key, value in run.result.get("environment", {}).items():
+        # results stored before precision was selectable computed in float32
+        for key, value in {"precision": "float32", **run.result.get("environment", {})}.items():
             environment.setdefault(key, set()).add(str(value))
     timings = [r.result.get("timings", {}) for r in done]
     started = sorted(t["started"] for t in timings if "started" in t)
