@@ -167,6 +167,10 @@ def test_the_precision_flag_trains_other_jobs_and_records_their_precision(tmp_pa
     precisions = sorted(store.job(j).result()["environment"]["precision"] for j in store.job_ids())
     assert precisions == ["float32", "float32", "mixed_bfloat16", "mixed_bfloat16"]  # as the models were built
     assert store.read_experiment("dropout")["run"]["precision"] == "mixed_bfloat16"
+    on_jax = smoke_run(tmp_path, "--in-process", "--backend", "jax", "--precision", "mixed_bfloat16")
+    assert "2 jobs: 2 trained, 0 already stored" in on_jax.stdout, on_jax.stdout + on_jax.stderr
+    environments = [store.job(j).result()["environment"] for j in store.job_ids()]
+    assert sum(e["backend"] == "jax" and e["precision"] == "mixed_bfloat16" for e in environments) == 2
 
 
 def test_an_in_process_run_mixing_backends_is_refused_before_training(tmp_path):
