@@ -1,7 +1,7 @@
 """The GPU path: the built-in suite on one GPU, one job at a time and packed several to a GPU.
 
-    python benchmarks/gpu.py [--backend jax] [--fractions 0.1,0.25,1] [--gpu-memory-mb 2048]
-                             [--data-dir DIR] [--max-epochs N] [--out DIR]
+    python benchmarks/gpu.py [--backend jax] [--precision float32] [--fractions 0.1,0.25,1]
+                             [--gpu-memory-mb 2048] [--data-dir DIR] [--max-epochs N] [--out DIR]
 
 For each fraction f: ``regimen run specs --num-gpus f`` (with ``--gpu-memory-mb`` when f < 1, which
 packs 1/f jobs on the GPU) on a fresh store, SYNTHETIC data at the real shapes unless --data-dir is
@@ -24,11 +24,13 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import get_args
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jobs.gpus import nvidia_smi  # noqa: E402
+from jobs.spec import Backend, Precision  # noqa: E402
 from jobs.store import Store  # noqa: E402
 
 
@@ -70,7 +72,7 @@ def installed(distribution: str) -> str | None:
 
 def run_suite(fraction: float, args, results: Path) -> dict:
     command = [sys.executable, "-m", "jobs", "run", "specs", "--results", str(results), "--no-report"]
-    command += ["--backend", args.backend, "--num-gpus", f"{fraction:g}"]
+    command += ["--backend", args.backend, "--precision", args.precision, "--num-gpus", f"{fraction:g}"]
     if fraction < 1:
         command += ["--gpu-memory-mb", str(args.gpu_memory_mb)]
     command += ["--data-dir", str(args.data_dir)] if args.data_dir else ["--synthetic"]
@@ -116,7 +118,8 @@ def job_summary(record, gpu_peaks: dict[int, int]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="jax", choices=["tensorflow", "jax"])
+    parser.add_argument("--backend", default="jax", choices=get_args(Backend))
+    parser.add_argument("--precision", default="float32", choices=get_args(Precision))
     parser.add_argument("--fractions", default="0.1,0.25,1", help="GPU fraction per job, one suite run each")
     parser.add_argument("--gpu-memory-mb", type=int, default=2048, help="each job's cap when it shares the GPU")
     parser.add_argument("--data-dir", type=Path, help="real data (default: SYNTHETIC at the real shapes)")
@@ -129,6 +132,7 @@ def main() -> int:
         "python": platform.python_version(),
         "versions": {name: installed(name) for name in ("jax", "jaxlib", "tensorflow", "keras", "ray")},
         "backend": args.backend,
+        "precision": args.precision,
         "data": str(args.data_dir) if args.data_dir else "SYNTHETIC at the real shapes",
         "max_epochs": args.max_epochs,
         "runs": [],
