@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from jobs.cpus import BFLOAT16_FLAGS
 from jobs.plan import Job
 
 
@@ -66,7 +67,7 @@ def check(
     if local and native_bfloat16 is False and emulated:
         notices.append(
             f"{len(emulated)} job(s) compute in {emulated[0].precision} but this CPU has no native bfloat16 "
-            "multiply (AMX or AVX512-BF16): they will run slower than in float32"
+            f"multiply (no {' / '.join(BFLOAT16_FLAGS)} flag): they will run slower than in float32"
         )
     for job in jobs:
         if not any(fits(job, node) for node in nodes):

@@ -19,7 +19,7 @@ from jobs.data import Arrays, DataCorrupt, DataUnavailable, locate, read_dataset
 from jobs.executors import Executor, InProcessExecutor, Outcome, RayExecutor
 from jobs.gpus import local_gpus
 from jobs.loading import LoadedExperiment
-from jobs.plan import Job, data_key, expand
+from jobs.plan import Job, data_key, expand, seeds_of
 from jobs.progress import Progress
 from jobs.resources import check
 from jobs.store import Store, now
@@ -62,6 +62,8 @@ class RunSummary:
 def manifest(loaded: LoadedExperiment, order: int, jobs: list[Job], options: RunOptions) -> dict:
     """What the report needs to know of an experiment: its spec, the run's options, its jobs."""
     name = loaded.experiment.name
+    uses = [(use, job) for job in jobs for use in job.uses if use.experiment == name]
+    first = uses[0][1]  # an experiment's jobs share the backend and precision that expand resolved
     return {
         "order": order,
         "experiment": loaded.experiment.model_dump(mode="json"),
@@ -70,17 +72,12 @@ def manifest(loaded: LoadedExperiment, order: int, jobs: list[Job], options: Run
         "run": {
             "synthetic": options.synthetic,
             "max_epochs": options.max_epochs,
-            "seeds": options.seeds or loaded.experiment.seeds,
+            "seeds": len(seeds_of(loaded.experiment, options.seeds)),
             "resources": options.resources,
-            "backend": options.backend or loaded.experiment.backend,
-            "precision": options.precision or loaded.experiment.precision,
+            "backend": first.backend,
+            "precision": first.precision,
         },
-        "jobs": [
-            {"variant": use.variant, "seed": use.seed, "job_id": job.id}
-            for job in jobs
-            for use in job.uses
-            if use.experiment == name
-        ],
+        "jobs": [{"variant": use.variant, "seed": use.seed, "job_id": job.id} for use, job in uses],
     }
 
 
@@ -225,12 +222,12 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
     cannot start."""
     jobs = expand(
         [e.experiment for e in experiments],
-        options.seeds,
-        options.synthetic,
-        options.max_epochs,
-        options.resources,
-        options.backend,
-        options.precision,
+        seeds=options.seeds,
+        synthetic=options.synthetic,
+        max_epochs=options.max_epochs,
+        resources=options.resources,
+        backend=options.backend,
+        precision=options.precision,
     )
     to_run, finished, kept = pending_jobs(jobs, store, options.force)
     summary = RunSummary(planned=len(jobs), skipped=len(finished), kept=kept)
@@ -239,7 +236,8 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
             select_driver_backend(to_run)
         located = locate_datasets(to_run, options.data_dir)
         executor, nodes, local = start_executor(options)
-        feasibility = check(to_run, nodes, local, options.require_gpu, native_bfloat16())
+        # only a local run's CPU is the one the jobs will use
+        feasibility = check(to_run, nodes, local, options.require_gpu, native_bfloat16() if local else None)
         if feasibility.errors:
             raise RunRefused([*feasibility.errors, "nothing was trained"])
         summary.notices += feasibility.notices
