@@ -55,8 +55,24 @@ def threads_for(num_cpus: float) -> int:
 
 def process_env(job: Job) -> dict[str, str]:
     """The environment a worker process for ``job`` starts with, and so the key under which Ray reuses
-    it: a process keeps the Keras backend and the thread count of its first job."""
-    return {"KERAS_BACKEND": job.backend, "REGIMEN_THREADS": str(threads_for(job.resources.num_cpus))}
+    it: a process keeps the Keras backend, the thread count and the GPU share (with its memory cap) of its
+    first job. The ``REGIMEN_*`` variables are read by nothing; they only keep those processes apart."""
+    env = {"KERAS_BACKEND": job.backend, "REGIMEN_THREADS": str(threads_for(job.resources.num_cpus))}
+    resources = job.resources
+    if resources.num_gpus > 0:
+        capped = resources.num_gpus < 1 and resources.gpu_memory_mb  # a whole GPU is never capped
+        env["REGIMEN_GPU_SHARE"] = f"{resources.num_gpus:g} GPU" + (f", {resources.gpu_memory_mb} MB" if capped else "")
+    return env
+
+
+def needs_fresh_process(job: Job, off: frozenset[str], gpus_per_node: float) -> bool:
+    """Whether ``job`` must run in a worker process of its own rather than one an earlier job started.
+
+    A GPU job sets up the GPU Ray handed it when its backend starts, and a reused process keeps that GPU.
+    Where a node has more than one, Ray may hand the next job another, so each GPU job gets a fresh
+    process there; where every node has at most one (``gpus_per_node``: the most any node has), every
+    GPU job on a node gets the same GPU, and reusing the process saves the backend's start per job."""
+    return "reuse" in off or (job.resources.num_gpus > 0 and gpus_per_node > 1)
 
 
 def execution_for(job: Job, train_rows: int, off: frozenset[str] = frozenset()) -> Execution:

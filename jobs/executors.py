@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from jobs.data import Arrays
-from jobs.execution import estimated_flops, process_env
+from jobs.execution import estimated_flops, needs_fresh_process, process_env
 from jobs.plan import Job, data_key
 from jobs.worker import JobFailed, train
 
@@ -106,25 +106,29 @@ class RayExecutor(Executor):
 
     Worker processes are reused, so TensorFlow is imported once per process, not once per job. But Keras
     fixes its backend, and the backend its threads, visible GPUs and memory cap, when they start, so a
-    process may only serve jobs that need the same ones: CPU jobs carry their backend and thread count as
-    environment variables, and Ray reuses a process only for tasks with the same runtime environment; a
-    GPU job gets a fresh process (``max_calls=1``), since Ray may hand the next task another GPU.
+    process may only serve jobs that need the same ones: jobs carry those as environment variables, and Ray
+    reuses a process only for tasks with the same runtime environment. A GPU job also keeps the GPU it
+    started on, so on nodes with several GPUs each GPU job gets a fresh process (``max_calls=1``):
+    ``execution.needs_fresh_process``.
     """
 
-    def __init__(self, poll_seconds: float = 0.5, off: frozenset[str] = frozenset()):
+    def __init__(self, poll_seconds: float = 0.5, off: frozenset[str] = frozenset(), gpus_per_node: float = 0):
         import ray
 
         self.ray = ray
         self.poll_seconds = poll_seconds
         self.off = off
+        self.gpus_per_node = gpus_per_node
         self.board = ray.remote(num_cpus=0)(ProgressBoard).remote()
+        # GPUs come per task through .options(): Ray gives max_calls=1 only to a function declared with GPUs
         self.reusing_task = ray.remote(_train_task)
         self.fresh_process_task = ray.remote(max_calls=1)(_train_task)  # Ray allows max_calls only here
         self.pending: dict = {}
 
     def _task(self, job: Job):
         resources = job.resources
-        task = self.fresh_process_task if resources.num_gpus > 0 or "reuse" in self.off else self.reusing_task
+        fresh = needs_fresh_process(job, self.off, self.gpus_per_node)
+        task = self.fresh_process_task if fresh else self.reusing_task
         return task.options(
             num_cpus=resources.num_cpus,
             num_gpus=resources.num_gpus,

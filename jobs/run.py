@@ -196,7 +196,9 @@ def start_executor(options: RunOptions) -> tuple[Executor, list[dict[str, float]
     """The executor, the resources of the nodes it runs on, and whether those are this machine."""
     if options.executor == "ray":
         local = connect_ray(options.address)
-        return RayExecutor(off=options.off), node_shapes(), local
+        shapes = node_shapes()
+        gpus_per_node = max((shape.get("GPU", 0.0) for shape in shapes), default=0.0)
+        return RayExecutor(off=options.off, gpus_per_node=gpus_per_node), shapes, local
     this_machine = {"CPU": float(os.cpu_count() or 1), "GPU": local_gpus()}
     return InProcessExecutor(options.off), [this_machine], True
 

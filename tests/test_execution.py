@@ -1,13 +1,14 @@
 """How jobs run fast: the rules of ``jobs/execution.py`` are pure functions of the job and its data."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from helpers import SPECS, regimen
 
 from jobs.data import ROWS, Arrays
-from jobs.execution import LEVERS, UnknownLever, execution_for, levers_off
+from jobs.execution import LEVERS, UnknownLever, execution_for, levers_off, needs_fresh_process, process_env
 from jobs.executors import longest_first
 from jobs.loading import load_experiments
 from jobs.plan import data_key, expand
@@ -47,6 +48,30 @@ def test_the_longest_job_is_dispatched_first(suite_jobs):
     order = [job.uses[0].experiment + "/" + job.uses[0].variant for job in longest_first(jobs, datasets)]
     assert order[:2] == ["overfitting/overfit", "fashion/develop"]
     assert set(order[-2:]) == {"dropout/basic", "dropout/dropout"}  # the smallest models
+
+
+def on_gpu(job, num_gpus, gpu_memory_mb=None):
+    return replace(
+        job, resources=job.resources.model_copy(update={"num_gpus": num_gpus, "gpu_memory_mb": gpu_memory_mb})
+    )
+
+
+def test_a_worker_process_serves_only_jobs_that_set_up_the_backend_alike(suite_jobs):
+    job = suite_jobs["dropout/basic"]
+    assert process_env(job) == {"KERAS_BACKEND": "tensorflow", "REGIMEN_THREADS": "1"}
+    envs = [process_env(on_gpu(job, *share)) for share in ((1,), (1, 4000), (0.25, 2048), (0.25, 4096), (0.5, 2048))]
+    assert envs[0] == envs[1]  # a whole GPU is never capped
+    assert len({tuple(sorted(env.items())) for env in [process_env(job), *envs[1:]]}) == 5
+    assert process_env(on_gpu(job, 0.25, 2048)) == process_env(on_gpu(suite_jobs["l2/l2"], 0.25, 2048))
+
+
+def test_gpu_jobs_reuse_processes_only_where_a_node_has_one_gpu(suite_jobs):
+    cpu_job, gpu_job = suite_jobs["dropout/basic"], on_gpu(suite_jobs["dropout/basic"], 0.25, 2048)
+    assert not needs_fresh_process(gpu_job, frozenset(), gpus_per_node=1)
+    assert needs_fresh_process(gpu_job, frozenset(), gpus_per_node=4)
+    assert not needs_fresh_process(cpu_job, frozenset(), gpus_per_node=4)
+    assert needs_fresh_process(cpu_job, levers_off(["reuse"]), gpus_per_node=0)
+    assert needs_fresh_process(gpu_job, levers_off(["reuse"]), gpus_per_node=1)
 
 
 def test_an_unknown_lever_is_one_line_and_exit_2():
