@@ -1,13 +1,15 @@
 """The GPU path: the built-in suite on one GPU, one job at a time and packed several to a GPU.
 
     python benchmarks/gpu.py [--backend jax] [--precision float32] [--fractions 0.1,0.25,1]
-                             [--gpu-memory-mb 2048] [--data-dir DIR] [--max-epochs N] [--out DIR]
+                             [--gpu-memory-mb 2048] [--off LEVER[,LEVER]] [--data-dir DIR] [--max-epochs N]
+                             [--out DIR]
 
 For each fraction f: ``regimen run specs --num-gpus f`` (with ``--gpu-memory-mb`` when f < 1, which
 packs 1/f jobs on the GPU) on a fresh store, SYNTHETIC data at the real shapes unless --data-dir is
 given, while ``nvidia-smi`` is read twice a second for the GPU memory each process holds. Prints, and
 writes as JSON (``bench/results/gpu-*.json``): the wall time of each fraction, and each job's device,
-memory cap as the backend reports it, peak GPU memory, seconds per epoch and test metrics.
+memory cap as the backend reports it, peak GPU memory, worker process, seconds per epoch and test
+metrics. ``--off`` is passed to ``regimen run`` (``--off reuse``: a fresh worker process per GPU job).
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ def run_suite(fraction: float, args, results: Path) -> dict:
         command += ["--gpu-memory-mb", str(args.gpu_memory_mb)]
     command += ["--data-dir", str(args.data_dir)] if args.data_dir else ["--synthetic"]
     command += ["--max-epochs", str(args.max_epochs)] if args.max_epochs else []
+    command += ["--off", args.off] if args.off else []
     print("$", " ".join(command), flush=True)
     with GpuMemory() as memory:
         clock = time.perf_counter()
@@ -109,6 +112,8 @@ def job_summary(record, gpu_peaks: dict[int, int]) -> dict:
         "device": environment.get("device"),
         "gpu_memory_cap_mb": environment.get("gpu_memory_mb"),
         "gpu_memory_peak_mib": gpu_peaks.get(environment.get("pid")),
+        "pid": environment.get("pid"),
+        "jobs_in_process": environment.get("jobs_in_process"),
         "epochs": result["epochs_run"],
         "seconds_per_epoch": result["timings"]["seconds_per_epoch"],
         "total_s": result["timings"]["total_s"],
@@ -122,6 +127,7 @@ def main() -> int:
     parser.add_argument("--precision", default="float32", choices=get_args(Precision))
     parser.add_argument("--fractions", default="0.1,0.25,1", help="GPU fraction per job, one suite run each")
     parser.add_argument("--gpu-memory-mb", type=int, default=2048, help="each job's cap when it shares the GPU")
+    parser.add_argument("--off", default="", help="levers to leave off, passed to regimen run")
     parser.add_argument("--data-dir", type=Path, help="real data (default: SYNTHETIC at the real shapes)")
     parser.add_argument("--max-epochs", type=int, help="cap every job's epochs (default: the seed's)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -135,6 +141,7 @@ def main() -> int:
         "precision": args.precision,
         "data": str(args.data_dir) if args.data_dir else "SYNTHETIC at the real shapes",
         "max_epochs": args.max_epochs,
+        "off": args.off,
         "runs": [],
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -144,9 +151,10 @@ def main() -> int:
             report["runs"].append(run_suite(fraction, args, Path(scratch) / "results"))
         run = report["runs"][-1]
         done = [job for job in run["jobs"] if job["state"] == "done"]
+        processes = len({job["pid"] for job in done})
         print(
-            f"num_gpus {fraction:g}: {run['wall_s']} s, {len(done)}/{len(run['jobs'])} jobs done, "
-            f"GPU memory peak {run['gpu_memory_peak_total_mib']} MiB in all",
+            f"num_gpus {fraction:g}: {run['wall_s']} s, {len(done)}/{len(run['jobs'])} jobs done in {processes} "
+            f"worker processes, GPU memory peak {run['gpu_memory_peak_total_mib']} MiB in all",
             flush=True,
         )
         for job in run["jobs"]:
