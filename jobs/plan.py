@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from jobs.spec import Dataset, Experiment, Layer, Resources, Training
+from jobs.spec import FULL_PRECISION, Dataset, Experiment, Layer, Resources, Training
 
 #: Bump when the training code changes what a job's result means; old results then no longer match.
 JOB_FORMAT = 1
@@ -82,7 +82,7 @@ def job_identity(
     return {
         "format": JOB_FORMAT,
         "backend": backend,
-        **({} if precision == "float32" else {"precision": precision}),
+        **({} if precision == FULL_PRECISION else {"precision": precision}),
         "dataset": dataset.model_dump(mode="json"),
         "data": "synthetic" if synthetic else "real",
         "layers": [layer.model_dump(mode="json") for layer in layers],

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 from jobs.cpus import BFLOAT16_FLAGS
 from jobs.plan import Job
+from jobs.spec import FULL_PRECISION
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def check(
             else job
             for job in jobs
         ]
-    emulated = [job for job in jobs if job.precision != "float32" and job.resources.num_gpus == 0]
+    emulated = [job for job in jobs if job.precision != FULL_PRECISION and job.resources.num_gpus == 0]
     if local and native_bfloat16 is False and emulated:
         notices.append(
             f"{len(emulated)} job(s) compute in {emulated[0].precision} but this CPU has no native bfloat16 "

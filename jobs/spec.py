@@ -35,6 +35,8 @@ Backend = Literal["tensorflow", "jax"]
 #: NVIDIA's Ampere on, TPUs), and much slower elsewhere. bfloat16 has float32's range, so it needs no
 #: loss scaling (which float16 would).
 Precision = Literal["float32", "mixed_bfloat16"]
+#: The seed's arithmetic: every other precision is reduced (job ids name it, reports flag it).
+FULL_PRECISION: Precision = "float32"
 Loss = Literal["binary_crossentropy", "sparse_categorical_crossentropy"]
 Metric = Literal["accuracy", "binary_crossentropy", "sparse_categorical_crossentropy"]
 
@@ -254,7 +256,9 @@ class Experiment(Strict):
     seeds: int = Field(1, ge=1, le=1000, description="each variant is trained with seeds 0..seeds-1")
     resources: Resources = Resources()
     backend: Backend = Field("tensorflow", description="Keras 3 backend every job of this experiment trains on")
-    precision: Precision = Field("float32", description="Keras dtype policy every job of this experiment trains with")
+    precision: Precision = Field(
+        FULL_PRECISION, description="Keras dtype policy every job of this experiment trains with"
+    )
     headline_metric: str = Field(description="'loss' or one of the training metrics")
     claims: tuple[Claim, ...] = ()
 

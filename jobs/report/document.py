@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from jobs.report import labels
 from jobs.report.reduce import ExperimentSummary, Problem, Report, RunInfo, VariantSummary, Verdict
+from jobs.spec import FULL_PRECISION
 
 VERSION_KEYS = ("python", "backend", "tensorflow", "jax", "keras", "ray", "numpy")
 #: Environment keys that are neither versions nor hardware.
@@ -98,7 +99,7 @@ def banners(report: Report) -> list[Block]:
                 "so they are not the seed's experiments: " + "; ".join(report.capped) + "."
             )
         )
-    reduced = [p for p in report.run.environment.get(PRECISION_KEY, ()) if p != "float32"]
+    reduced = [p for p in report.run.environment.get(PRECISION_KEY, ()) if p != FULL_PRECISION]
     if reduced:
         found.append(
             Banner(

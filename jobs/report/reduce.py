@@ -14,7 +14,7 @@ import numpy as np
 
 from jobs.report import labels
 from jobs.report.collect import Collected, ExperimentRuns, Run
-from jobs.spec import Claim, Experiment
+from jobs.spec import FULL_PRECISION, Claim, Experiment
 
 #: One-sided 95% critical values of Student's t for 1..30 degrees of freedom; beyond 30 the df=30 value
 #: is used, which is slightly conservative.
@@ -457,7 +457,7 @@ def run_info(collected: Collected) -> RunInfo:
     environment: dict[str, set[str]] = {}
     for run in done:
         # results stored before precision was selectable computed in float32
-        for key, value in {"precision": "float32", **run.result.get("environment", {})}.items():
+        for key, value in {"precision": FULL_PRECISION, **run.result.get("environment", {})}.items():
             environment.setdefault(key, set()).add(str(value))
     timings = [r.result.get("timings", {}) for r in done]
     started = sorted(t["started"] for t in timings if "started" in t)
