@@ -14,7 +14,8 @@ the first epoch (which compiles).
 ``suite``: ``regimen run`` of the whole suite on a fresh store, with every lever on, then with
 ``--off reuse``, ``--off shared-data``, ``--off order``, with ``--num-cpus 2`` (one job at a time
 on both cores instead of two jobs side by side), on Keras' JAX backend, and in mixed precision. Wall
-time, peak memory of the process tree, and every job's test metrics. ``--variants`` picks some of them.
+time, peak memory of the process tree, and every job's test metrics. ``--variants`` picks some of them;
+by default, mixed precision only where the CPU multiplies bfloat16 natively (as ``make bench``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from jobs.cpus import native_bfloat16  # noqa: E402
+from jobs.spec import FULL_PRECISION  # noqa: E402
 
 JOBS = {
     "overfit": ("overfitting", "overfit"),
@@ -90,7 +94,7 @@ def time_one(name: str, off: list[str], candidate: str, data_dir: Path, epochs: 
         job.training,
         steps_per_execution=execution.steps_per_execution,
         jit_compile=candidate == "xla" or "auto",
-        precision="mixed_bfloat16" if candidate == "mixed_bfloat16" else "float32",
+        precision="mixed_bfloat16" if candidate == "mixed_bfloat16" else FULL_PRECISION,
     )
     ends: list[float] = []
     clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: ends.append(time.perf_counter()))
@@ -157,6 +161,12 @@ def suite_table(data_dir: Path, max_epochs: int | None, variants: list[str]) -> 
     return rows
 
 
+def default_variants(variants: dict) -> str:
+    """Every variant, less mixed precision on a CPU that would only emulate bfloat16."""
+    emulated = native_bfloat16() is False
+    return ",".join(label for label in variants if not (emulated and label == "mixed_bfloat16"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, required=True, help="mnist.npz, fashion-mnist/, imdb.npz")
@@ -164,12 +174,12 @@ def main() -> int:
     jobs = commands.add_parser("jobs")
     jobs.add_argument("--epochs", type=int, default=4)
     jobs.add_argument(
-        "--variants", default=",".join(JOB_VARIANTS), help="comma-separated, of: " + ", ".join(JOB_VARIANTS)
+        "--variants", default=default_variants(JOB_VARIANTS), help="comma-separated, of: " + ", ".join(JOB_VARIANTS)
     )
     suite = commands.add_parser("suite")
     suite.add_argument("--max-epochs", type=int)
     suite.add_argument(
-        "--variants", default=",".join(SUITE_VARIANTS), help="comma-separated, of: " + ", ".join(SUITE_VARIANTS)
+        "--variants", default=default_variants(SUITE_VARIANTS), help="comma-separated, of: " + ", ".join(SUITE_VARIANTS)
     )
     one = commands.add_parser("one")  # internal: one measurement in a fresh process
     one.add_argument("name", choices=JOBS)
