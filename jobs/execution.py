@@ -65,14 +65,21 @@ def process_env(job: Job) -> dict[str, str]:
     return env
 
 
-def needs_fresh_process(job: Job, off: frozenset[str], gpus_per_node: float) -> bool:
-    """Whether ``job`` must run in a worker process of its own rather than one an earlier job started.
+def gpu_processes_reusable(jobs: list[Job], max_gpus_per_node: float | None) -> bool:
+    """Whether this run's GPU jobs may share worker processes, which saves the backend's start per job.
 
-    A GPU job sets up the GPU Ray handed it when its backend starts, and a reused process keeps that GPU.
-    Where a node has more than one, Ray may hand the next job another, so each GPU job gets a fresh
-    process there; where every node has at most one (``gpus_per_node``: the most any node has), every
-    GPU job on a node gets the same GPU, and reusing the process saves the backend's start per job."""
-    return "reuse" in off or (job.resources.num_gpus > 0 and gpus_per_node > 1)
+    Only where every node is known to have at most one GPU (``max_gpus_per_node``; None: unknown): a
+    backend sets up the GPU Ray handed its first job and a process keeps it, so on a node with several
+    GPUs Ray could hand the next job another. And only when every GPU job of the run needs the same
+    process (``process_env``): an idle process keeps the GPU memory it took, which Ray counts as free, so
+    idle processes of one kind would take memory from jobs of another."""
+    kinds = {tuple(sorted(process_env(job).items())) for job in jobs if job.resources.num_gpus > 0}
+    return max_gpus_per_node is not None and max_gpus_per_node <= 1 and len(kinds) <= 1
+
+
+def needs_fresh_process(job: Job, off: frozenset[str], gpu_processes_reusable: bool) -> bool:
+    """Whether ``job`` must run in a worker process of its own rather than one an earlier job started."""
+    return "reuse" in off or (job.resources.num_gpus > 0 and not gpu_processes_reusable)
 
 
 def execution_for(job: Job, train_rows: int, off: frozenset[str] = frozenset()) -> Execution:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from jobs.data import Arrays
-from jobs.execution import estimated_flops, needs_fresh_process, process_env
+from jobs.execution import estimated_flops, gpu_processes_reusable, needs_fresh_process, process_env
 from jobs.plan import Job, data_key
 from jobs.worker import JobFailed, train
 
@@ -104,31 +104,33 @@ def _train_task(job: Job, data: Arrays, store_uri: str, board, off: frozenset[st
 class RayExecutor(Executor):
     """One Ray task per job with the job's CPU/GPU request; results gathered with ``ray.wait``.
 
-    Worker processes are reused, so TensorFlow is imported once per process, not once per job. But Keras
+    Worker processes are reused, so the backend is imported once per process, not once per job. But Keras
     fixes its backend, and the backend its threads, visible GPUs and memory cap, when they start, so a
     process may only serve jobs that need the same ones: jobs carry those as environment variables, and Ray
-    reuses a process only for tasks with the same runtime environment. A GPU job also keeps the GPU it
-    started on, so on nodes with several GPUs each GPU job gets a fresh process (``max_calls=1``):
-    ``execution.needs_fresh_process``.
+    reuses a process only for tasks with the same runtime environment. GPU jobs share processes only
+    where that is safe (``execution.gpu_processes_reusable``: known single-GPU nodes, one kind of GPU job
+    in the run); otherwise each gets a fresh process (``max_calls=1``). ``max_gpus_per_node``: the most
+    GPUs any node has or may get; None where unknown.
     """
 
-    def __init__(self, poll_seconds: float = 0.5, off: frozenset[str] = frozenset(), gpus_per_node: float = 0):
+    def __init__(
+        self, poll_seconds: float = 0.5, off: frozenset[str] = frozenset(), max_gpus_per_node: float | None = None
+    ):
         import ray
 
         self.ray = ray
         self.poll_seconds = poll_seconds
         self.off = off
-        self.gpus_per_node = gpus_per_node
+        self.max_gpus_per_node = max_gpus_per_node
         self.board = ray.remote(num_cpus=0)(ProgressBoard).remote()
         # GPUs come per task through .options(): Ray gives max_calls=1 only to a function declared with GPUs
         self.reusing_task = ray.remote(_train_task)
         self.fresh_process_task = ray.remote(max_calls=1)(_train_task)  # Ray allows max_calls only here
         self.pending: dict = {}
 
-    def _task(self, job: Job):
+    def _task(self, job: Job, gpu_reuse: bool):
         resources = job.resources
-        fresh = needs_fresh_process(job, self.off, self.gpus_per_node)
-        task = self.fresh_process_task if fresh else self.reusing_task
+        task = self.fresh_process_task if needs_fresh_process(job, self.off, gpu_reuse) else self.reusing_task
         return task.options(
             num_cpus=resources.num_cpus,
             num_gpus=resources.num_gpus,
@@ -146,9 +148,10 @@ class RayExecutor(Executor):
         shared = "shared-data" not in self.off
         refs = {key: ray.put(arrays) if shared else arrays for key, arrays in datasets.items()}
         del datasets  # the driver's own copies: freed once they are in the object store
+        gpu_reuse = gpu_processes_reusable(jobs, self.max_gpus_per_node)
         for job in jobs:
             data = refs[data_key(job.dataset, job.synthetic)]
-            ref = self._task(job).remote(job, data, store_uri, self.board, self.off)
+            ref = self._task(job, gpu_reuse).remote(job, data, store_uri, self.board, self.off)
             self.pending[ref] = job
         while self.pending:
             done, _ = ray.wait(list(self.pending), num_returns=1, timeout=self.poll_seconds)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from jobs.spec import (
+    FULL_PRECISION,
     ActivationLayer,
     BatchNorm,
     Dataset,
@@ -78,7 +79,7 @@ def build_model(
     name: str = "model",
     steps_per_execution: int = 1,
     jit_compile: bool | str = "auto",
-    precision: str = "float32",
+    precision: str = FULL_PRECISION,
 ) -> keras.Model:
     """The variant's model, compiled with its optimizer, loss and metrics. ``steps_per_execution``: see
     ``execution.Execution``; ``jit_compile``: Keras' default, which leaves XLA off on CPU (measured

@@ -167,19 +167,29 @@ def private_token() -> None:
             file.write(secrets.token_hex(32))
 
 
-def node_shapes() -> list[dict[str, float]]:
-    """The resources of every alive node, and of every node type the cluster's autoscaler may add."""
+def alive_nodes() -> list[dict[str, float]]:
+    """The resources of every alive node."""
     import ray
 
-    shapes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    return [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+
+
+def autoscaler_node_types() -> list[dict[str, float]]:
+    """The resources of every node type the cluster's autoscaler may add; none where it publishes none."""
+    import ray
+
     try:  # published by Ray's autoscaler (v2); Ray Data reads it the same way
         config = ray._private.state.state.get_cluster_config()
-    except Exception:  # no autoscaler, or an older one that publishes nothing: alive nodes only
-        config = None
-    for group in config.node_group_configs if config else ():
-        if group.max_count != 0:
-            shapes.append(dict(group.resources))
-    return shapes
+    except Exception:  # no autoscaler, or an older one that publishes nothing
+        return []
+    return [dict(group.resources) for group in config.node_group_configs if group.max_count != 0] if config else []
+
+
+def max_gpus_per_node(shapes: list[dict[str, float]], all_known: bool) -> float | None:
+    """The most GPUs any of ``shapes`` has, or None where they may not be every node of the run
+    (``all_known``: a local run, or a cluster whose autoscaler publishes its node types; without those,
+    nodes nobody has seen may still join)."""
+    return max((shape.get("GPU", 0.0) for shape in shapes), default=0.0) if all_known else None
 
 
 def persist(store: Store, outcome: Outcome) -> None:
@@ -196,9 +206,10 @@ def start_executor(options: RunOptions) -> tuple[Executor, list[dict[str, float]
     """The executor, the resources of the nodes it runs on, and whether those are this machine."""
     if options.executor == "ray":
         local = connect_ray(options.address)
-        shapes = node_shapes()
-        gpus_per_node = max((shape.get("GPU", 0.0) for shape in shapes), default=0.0)
-        return RayExecutor(off=options.off, gpus_per_node=gpus_per_node), shapes, local
+        node_types = autoscaler_node_types()
+        shapes = alive_nodes() + node_types
+        most_gpus = max_gpus_per_node(shapes, all_known=local or bool(node_types))
+        return RayExecutor(off=options.off, max_gpus_per_node=most_gpus), shapes, local
     this_machine = {"CPU": float(os.cpu_count() or 1), "GPU": local_gpus()}
     return InProcessExecutor(options.off), [this_machine], True
 

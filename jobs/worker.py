@@ -55,20 +55,36 @@ class Superseded(Exception):
     stop before writing more."""
 
 
+#: ``CUDA_VISIBLE_DEVICES`` when this process's backend set up its GPUs: Ray sets it for every task, but
+#: a backend reads it once, so a process cannot move to another GPU.
+_gpus_set_up: str | None = None
+
+
 def configure_backend(backend: str, threads: int, num_gpus: float, gpu_memory_mb: int | None) -> dict:
     """Select Keras' backend for this process and configure it for the job's resources; returns what was
     set. Must run before Keras is imported: a process keeps the backend of its first job, so Ray reuses a
     process only for jobs with the same backend (``executors.RayExecutor``)."""
+    global _gpus_set_up
     keras = sys.modules.get("keras")
     if keras is not None and keras.backend.backend() != backend:
         raise RuntimeError(
             f"this process already runs Keras on {keras.backend.backend()}; a {backend} job needs a process of its "
             "own: run it through Ray (not --in-process), or on its own"
         )
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if num_gpus > 0 and _gpus_set_up is not None and visible != _gpus_set_up:
+        raise RuntimeError(
+            f"this process set up GPU {_gpus_set_up!r} for an earlier job, and Ray gave this job GPU {visible!r}; "
+            "a process cannot move to another GPU: rerun with --off reuse"
+        )
     os.environ["KERAS_BACKEND"] = backend
     if backend == "jax":
-        return configure_jax(num_gpus, gpu_memory_mb)
-    return configure_tensorflow(threads, num_gpus, gpu_memory_mb)
+        settings = configure_jax(num_gpus, gpu_memory_mb)
+    else:
+        settings = configure_tensorflow(threads, num_gpus, gpu_memory_mb)
+    if num_gpus > 0:
+        _gpus_set_up = visible
+    return settings
 
 
 def configure_tensorflow(threads: int, num_gpus: float, gpu_memory_mb: int | None) -> dict:

@@ -8,7 +8,15 @@ import pytest
 from helpers import SPECS, regimen
 
 from jobs.data import ROWS, Arrays
-from jobs.execution import LEVERS, UnknownLever, execution_for, levers_off, needs_fresh_process, process_env
+from jobs.execution import (
+    LEVERS,
+    UnknownLever,
+    execution_for,
+    gpu_processes_reusable,
+    levers_off,
+    needs_fresh_process,
+    process_env,
+)
 from jobs.executors import longest_first
 from jobs.loading import load_experiments
 from jobs.plan import data_key, expand
@@ -65,13 +73,23 @@ def test_a_worker_process_serves_only_jobs_that_set_up_the_backend_alike(suite_j
     assert process_env(on_gpu(job, 0.25, 2048)) == process_env(on_gpu(suite_jobs["l2/l2"], 0.25, 2048))
 
 
-def test_gpu_jobs_reuse_processes_only_where_a_node_has_one_gpu(suite_jobs):
+def test_gpu_jobs_share_processes_only_on_known_single_gpu_nodes_and_of_one_kind(suite_jobs):
+    quarter = [on_gpu(job, 0.25, 2048) for job in suite_jobs.values()]
+    assert gpu_processes_reusable(quarter, max_gpus_per_node=1)
+    assert gpu_processes_reusable([*quarter, suite_jobs["dropout/basic"]], max_gpus_per_node=1)  # CPU jobs aside
+    assert not gpu_processes_reusable(quarter, max_gpus_per_node=4)  # Ray could hand a process another GPU
+    assert not gpu_processes_reusable(quarter, max_gpus_per_node=None)  # nodes unknown
+    # idle processes of one kind would hold GPU memory Ray promises to jobs of the other
+    assert not gpu_processes_reusable([*quarter, on_gpu(suite_jobs["l2/l2"], 1)], max_gpus_per_node=1)
+
+
+def test_which_jobs_get_a_fresh_process(suite_jobs):
     cpu_job, gpu_job = suite_jobs["dropout/basic"], on_gpu(suite_jobs["dropout/basic"], 0.25, 2048)
-    assert not needs_fresh_process(gpu_job, frozenset(), gpus_per_node=1)
-    assert needs_fresh_process(gpu_job, frozenset(), gpus_per_node=4)
-    assert not needs_fresh_process(cpu_job, frozenset(), gpus_per_node=4)
-    assert needs_fresh_process(cpu_job, levers_off(["reuse"]), gpus_per_node=0)
-    assert needs_fresh_process(gpu_job, levers_off(["reuse"]), gpus_per_node=1)
+    assert not needs_fresh_process(gpu_job, frozenset(), gpu_processes_reusable=True)
+    assert needs_fresh_process(gpu_job, frozenset(), gpu_processes_reusable=False)
+    assert not needs_fresh_process(cpu_job, frozenset(), gpu_processes_reusable=False)
+    assert needs_fresh_process(cpu_job, levers_off(["reuse"]), gpu_processes_reusable=True)
+    assert needs_fresh_process(gpu_job, levers_off(["reuse"]), gpu_processes_reusable=True)
 
 
 def test_an_unknown_lever_is_one_line_and_exit_2():

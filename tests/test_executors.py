@@ -105,3 +105,12 @@ def test_seeds_make_runs_repeatable(jobs_and_data, tmp_path):
         for name in ("a", "b")
     )
     np.testing.assert_allclose(first, second, rtol=1e-5)
+
+
+@pytest.mark.ray
+def test_only_the_fresh_process_task_limits_its_process_to_one_job(local_ray):
+    # Ray gives max_calls=1 to a function declared with GPUs; RayExecutor gives GPUs per task through
+    # .options(), so its reusing task must stay unlimited for GPU jobs to share processes (private attribute:
+    # this pins Ray's rule, measured on an H200 in BENCHMARKS.md)
+    executor = RayExecutor()
+    assert executor.reusing_task._max_calls == 0 and executor.fresh_process_task._max_calls == 1

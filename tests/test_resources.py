@@ -5,11 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from jobs import worker
 from jobs.gpus import gpu_total_mb, local_gpus
 from jobs.loading import load_experiments
 from jobs.plan import expand
 from jobs.resources import check
-from jobs.worker import deterministic_gpu_ops, jax_environment
+from jobs.run import max_gpus_per_node
+from jobs.worker import configure_backend, deterministic_gpu_ops, jax_environment
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +125,18 @@ def test_native_bfloat16_reads_the_cpu_flags(tmp_path, cpuinfo, expected):
     if cpuinfo is not None:
         path.write_text(cpuinfo)
     assert native_bfloat16(path) is expected
+
+
+def test_the_most_gpus_a_node_has_is_unknown_unless_every_node_is_known():
+    alive = [{"CPU": 16.0, "GPU": 1.0}, {"CPU": 4.0}]
+    assert max_gpus_per_node(alive, all_known=True) == 1.0
+    assert max_gpus_per_node([*alive, {"CPU": 32.0, "GPU": 4.0}], all_known=True) == 4.0
+    assert max_gpus_per_node([{"CPU": 2.0}], all_known=True) == 0.0
+    assert max_gpus_per_node(alive, all_known=False) is None  # nodes nobody has seen may join
+
+
+def test_a_process_set_up_for_one_gpu_refuses_a_job_given_another(monkeypatch):
+    monkeypatch.setattr(worker, "_gpus_set_up", "0")  # an earlier job in this process set up GPU 0
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # Ray gave this job GPU 1
+    with pytest.raises(RuntimeError, match="set up GPU '0' for an earlier job, and Ray gave this job GPU '1'"):
+        configure_backend("tensorflow", 1, 0.25, 2048)
