@@ -8,8 +8,9 @@ For each fraction f: ``regimen run specs --num-gpus f`` (with ``--gpu-memory-mb`
 packs 1/f jobs on the GPU) on a fresh store, SYNTHETIC data at the real shapes unless --data-dir is
 given, while ``nvidia-smi`` is read twice a second for the GPU memory each process holds. Prints, and
 writes as JSON (``bench/results/gpu-*.json``): the wall time of each fraction, and each job's device,
-memory cap as the backend reports it, peak GPU memory, worker process, seconds per epoch and test
-metrics. ``--off`` is passed to ``regimen run`` (``--off reuse``: a fresh worker process per GPU job).
+memory cap as the backend reports it, worker process and that process's peak GPU memory (over every job
+it ran), seconds per epoch and test metrics. ``--off`` is passed to ``regimen run`` (``--off reuse``: a
+fresh worker process per GPU job).
 """
 
 from __future__ import annotations
