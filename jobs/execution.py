@@ -65,21 +65,32 @@ def process_env(job: Job) -> dict[str, str]:
     return env
 
 
-def gpu_processes_reusable(jobs: list[Job], max_gpus_per_node: float | None) -> bool:
-    """Whether this run's GPU jobs may share worker processes, which saves the backend's start per job.
+def gpu_processes_unshareable(jobs: list[Job], max_gpus_per_node: float | None) -> str | None:
+    """Why this run's GPU jobs may not share worker processes, or None where they may (which saves the
+    backend's start per job: 1.5-1.9x on the suite, ``BENCHMARKS.md``).
 
-    Only where every node is known to have at most one GPU (``max_gpus_per_node``; None: unknown): a
-    backend sets up the GPU Ray handed its first job and a process keeps it, so on a node with several
-    GPUs Ray could hand the next job another. And only when every GPU job of the run needs the same
-    process (``process_env``): an idle process keeps the GPU memory it took, which Ray counts as free, so
-    idle processes of one kind would take memory from jobs of another."""
+    They may only where every node is known to have at most one GPU (``max_gpus_per_node``; None:
+    unknown): a backend sets up the GPU Ray handed its first job and a process keeps it, so on a node
+    with several GPUs Ray could hand the next job another. And only when every GPU job of the run needs
+    the same process (``process_env``): an idle process keeps the GPU memory it took, which Ray counts as
+    free, so idle processes of one kind would take memory from jobs of another."""
     kinds = {tuple(sorted(process_env(job).items())) for job in jobs if job.resources.num_gpus > 0}
-    return max_gpus_per_node is not None and max_gpus_per_node <= 1 and len(kinds) <= 1
+    if not kinds:
+        return None
+    if max_gpus_per_node is None:
+        return "the cluster's nodes are unknown (its autoscaler publishes no node types), so one may have several GPUs"
+    if max_gpus_per_node > 1:
+        return f"a node has {max_gpus_per_node:g} GPUs, and a process keeps the GPU it started on"
+    if len(kinds) > 1:
+        return (
+            "the run's GPU jobs differ in GPU share, cap, backend or threads, and an idle process keeps its GPU memory"
+        )
+    return None
 
 
-def needs_fresh_process(job: Job, off: frozenset[str], gpu_processes_reusable: bool) -> bool:
+def needs_fresh_process(job: Job, off: frozenset[str], share_gpu_processes: bool) -> bool:
     """Whether ``job`` must run in a worker process of its own rather than one an earlier job started."""
-    return "reuse" in off or (job.resources.num_gpus > 0 and not gpu_processes_reusable)
+    return "reuse" in off or (job.resources.num_gpus > 0 and not share_gpu_processes)
 
 
 def execution_for(job: Job, train_rows: int, off: frozenset[str] = frozenset()) -> Execution:

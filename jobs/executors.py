@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from jobs.data import Arrays
-from jobs.execution import estimated_flops, gpu_processes_reusable, needs_fresh_process, process_env
+from jobs.execution import estimated_flops, gpu_processes_unshareable, needs_fresh_process, process_env
 from jobs.plan import Job, data_key
 from jobs.worker import JobFailed, train
 
@@ -57,6 +57,10 @@ class Executor(ABC):
     @abstractmethod
     def cancel(self) -> None:
         """Stop jobs still running or pending (Ctrl-C)."""
+
+    def notices(self, jobs: list[Job]) -> list[str]:
+        """What the user should know, before ``jobs`` run, about how this executor will run them."""
+        return []
 
 
 def longest_first(jobs: list[Job], datasets: dict[str, Arrays]) -> list[Job]:
@@ -108,9 +112,9 @@ class RayExecutor(Executor):
     fixes its backend, and the backend its threads, visible GPUs and memory cap, when they start, so a
     process may only serve jobs that need the same ones: jobs carry those as environment variables, and Ray
     reuses a process only for tasks with the same runtime environment. GPU jobs share processes only
-    where that is safe (``execution.gpu_processes_reusable``: known single-GPU nodes, one kind of GPU job
-    in the run); otherwise each gets a fresh process (``max_calls=1``). ``max_gpus_per_node``: the most
-    GPUs any node has or may get; None where unknown.
+    where that is safe (``execution.gpu_processes_unshareable``: known single-GPU nodes, one kind of GPU
+    job in the run); otherwise each gets a fresh process (``max_calls=1``). ``max_gpus_per_node``: the
+    most GPUs any node has or may get; None where unknown.
     """
 
     def __init__(
@@ -128,9 +132,15 @@ class RayExecutor(Executor):
         self.fresh_process_task = ray.remote(max_calls=1)(_train_task)  # Ray allows max_calls only here
         self.pending: dict = {}
 
-    def _task(self, job: Job, gpu_reuse: bool):
+    def notices(self, jobs):
+        unshareable = None if "reuse" in self.off else gpu_processes_unshareable(jobs, self.max_gpus_per_node)
+        if unshareable is None:
+            return []
+        return [f"each GPU job gets a worker process of its own, which is slower than sharing them: {unshareable}"]
+
+    def _task(self, job: Job, share_gpu_processes: bool):
         resources = job.resources
-        task = self.fresh_process_task if needs_fresh_process(job, self.off, gpu_reuse) else self.reusing_task
+        task = self.fresh_process_task if needs_fresh_process(job, self.off, share_gpu_processes) else self.reusing_task
         return task.options(
             num_cpus=resources.num_cpus,
             num_gpus=resources.num_gpus,
@@ -148,10 +158,10 @@ class RayExecutor(Executor):
         shared = "shared-data" not in self.off
         refs = {key: ray.put(arrays) if shared else arrays for key, arrays in datasets.items()}
         del datasets  # the driver's own copies: freed once they are in the object store
-        gpu_reuse = gpu_processes_reusable(jobs, self.max_gpus_per_node)
+        share_gpu_processes = gpu_processes_unshareable(jobs, self.max_gpus_per_node) is None
         for job in jobs:
             data = refs[data_key(job.dataset, job.synthetic)]
-            ref = self._task(job, gpu_reuse).remote(job, data, store_uri, self.board, self.off)
+            ref = self._task(job, share_gpu_processes).remote(job, data, store_uri, self.board, self.off)
             self.pending[ref] = job
         while self.pending:
             done, _ = ray.wait(list(self.pending), num_returns=1, timeout=self.poll_seconds)

@@ -253,8 +253,8 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
         feasibility = check(to_run, nodes, local, options.require_gpu, native_bfloat16() if local else None)
         if feasibility.errors:
             raise RunRefused([*feasibility.errors, "nothing was trained"])
-        summary.notices += feasibility.notices
         to_run = feasibility.jobs
+        summary.notices += feasibility.notices + executor.notices(to_run)
         datasets = read_datasets(located)
     for order, loaded in enumerate(experiments):
         store.write_experiment(loaded.experiment.name, manifest(loaded, order, jobs, options))

@@ -12,7 +12,7 @@ from jobs.execution import (
     LEVERS,
     UnknownLever,
     execution_for,
-    gpu_processes_reusable,
+    gpu_processes_unshareable,
     levers_off,
     needs_fresh_process,
     process_env,
@@ -75,21 +75,23 @@ def test_a_worker_process_serves_only_jobs_that_set_up_the_backend_alike(suite_j
 
 def test_gpu_jobs_share_processes_only_on_known_single_gpu_nodes_and_of_one_kind(suite_jobs):
     quarter = [on_gpu(job, 0.25, 2048) for job in suite_jobs.values()]
-    assert gpu_processes_reusable(quarter, max_gpus_per_node=1)
-    assert gpu_processes_reusable([*quarter, suite_jobs["dropout/basic"]], max_gpus_per_node=1)  # CPU jobs aside
-    assert not gpu_processes_reusable(quarter, max_gpus_per_node=4)  # Ray could hand a process another GPU
-    assert not gpu_processes_reusable(quarter, max_gpus_per_node=None)  # nodes unknown
+    assert gpu_processes_unshareable(quarter, max_gpus_per_node=1) is None
+    assert gpu_processes_unshareable([*quarter, suite_jobs["dropout/basic"]], max_gpus_per_node=1) is None
+    assert gpu_processes_unshareable(list(suite_jobs.values()), max_gpus_per_node=None) is None  # no GPU jobs
+    assert "a node has 4 GPUs" in gpu_processes_unshareable(quarter, max_gpus_per_node=4)
+    assert "nodes are unknown" in gpu_processes_unshareable(quarter, max_gpus_per_node=None)
     # idle processes of one kind would hold GPU memory Ray promises to jobs of the other
-    assert not gpu_processes_reusable([*quarter, on_gpu(suite_jobs["l2/l2"], 1)], max_gpus_per_node=1)
+    mixed = [*quarter, on_gpu(suite_jobs["l2/l2"], 1)]
+    assert "differ in GPU share" in gpu_processes_unshareable(mixed, max_gpus_per_node=1)
 
 
 def test_which_jobs_get_a_fresh_process(suite_jobs):
     cpu_job, gpu_job = suite_jobs["dropout/basic"], on_gpu(suite_jobs["dropout/basic"], 0.25, 2048)
-    assert not needs_fresh_process(gpu_job, frozenset(), gpu_processes_reusable=True)
-    assert needs_fresh_process(gpu_job, frozenset(), gpu_processes_reusable=False)
-    assert not needs_fresh_process(cpu_job, frozenset(), gpu_processes_reusable=False)
-    assert needs_fresh_process(cpu_job, levers_off(["reuse"]), gpu_processes_reusable=True)
-    assert needs_fresh_process(gpu_job, levers_off(["reuse"]), gpu_processes_reusable=True)
+    assert not needs_fresh_process(gpu_job, frozenset(), share_gpu_processes=True)
+    assert needs_fresh_process(gpu_job, frozenset(), share_gpu_processes=False)
+    assert not needs_fresh_process(cpu_job, frozenset(), share_gpu_processes=False)
+    assert needs_fresh_process(cpu_job, levers_off(["reuse"]), share_gpu_processes=True)
+    assert needs_fresh_process(gpu_job, levers_off(["reuse"]), share_gpu_processes=True)
 
 
 def test_an_unknown_lever_is_one_line_and_exit_2():

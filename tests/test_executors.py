@@ -114,3 +114,14 @@ def test_only_the_fresh_process_task_limits_its_process_to_one_job(local_ray):
     # this pins Ray's rule, measured on an H200 in BENCHMARKS.md)
     executor = RayExecutor()
     assert executor.reusing_task._max_calls == 0 and executor.fresh_process_task._max_calls == 1
+
+
+@pytest.mark.ray
+def test_the_ray_executor_says_when_gpu_jobs_cannot_share_processes(jobs_and_data, local_ray):
+    jobs, _ = jobs_and_data
+    on_gpu = [replace(job, resources=job.resources.model_copy(update={"num_gpus": 1})) for job in jobs]
+    (notice,) = RayExecutor(max_gpus_per_node=8).notices(on_gpu)
+    assert notice.startswith("each GPU job gets a worker process of its own") and "a node has 8 GPUs" in notice
+    assert RayExecutor(max_gpus_per_node=1).notices(on_gpu) == []
+    assert RayExecutor(max_gpus_per_node=8).notices(jobs) == []  # no GPU jobs
+    assert RayExecutor(off=frozenset({"reuse"}), max_gpus_per_node=None).notices(on_gpu) == []  # asked for
