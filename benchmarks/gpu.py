@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jobs.gpus import nvidia_smi  # noqa: E402
-from jobs.spec import Backend, Precision  # noqa: E402
+from jobs.spec import FULL_PRECISION, Backend, Precision  # noqa: E402
 from jobs.store import Store  # noqa: E402
 
 
@@ -125,7 +125,7 @@ def job_summary(record, gpu_peaks: dict[int, int]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="jax", choices=get_args(Backend))
-    parser.add_argument("--precision", default="float32", choices=get_args(Precision))
+    parser.add_argument("--precision", default=FULL_PRECISION, choices=get_args(Precision))
     parser.add_argument("--fractions", default="0.1,0.25,1", help="GPU fraction per job, one suite run each")
     parser.add_argument("--gpu-memory-mb", type=int, default=2048, help="each job's cap when it shares the GPU")
     parser.add_argument("--off", default="", help="levers to leave off, passed to regimen run")

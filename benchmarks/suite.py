@@ -39,7 +39,7 @@ from jobs.data import IMDB_INDEX_FROM, IMDB_OOV_CHAR, ROWS, synthetic  # noqa: E
 from jobs.execution import estimated_flops  # noqa: E402
 from jobs.loading import load_experiments  # noqa: E402
 from jobs.plan import expand  # noqa: E402
-from jobs.spec import Imdb  # noqa: E402
+from jobs.spec import FULL_PRECISION, Imdb  # noqa: E402
 from jobs.store import Store  # noqa: E402
 
 STAGE = ROOT.parent / "shared" / "data" / "stage-offline-data"
@@ -59,7 +59,7 @@ ACCURACY_TOLERANCE, LOSS_TOLERANCE = 0.02, 0.25
 #: issue 7's targets
 TARGETS = {"wall_ratio": 0.40, "flop_share": 0.55, "peak_memory_gib": 2.7, "rerun_seconds": 5.0}
 #: the matmul each precision's layers compute in
-MATMUL_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
+MATMUL_DTYPE = {FULL_PRECISION: "float32", "mixed_bfloat16": "bfloat16"}
 
 
 def prepare_data(data_dir: Path | None) -> tuple[Path, bool]:
@@ -157,7 +157,7 @@ def run_baseline(data: Path, scratch: Path) -> tuple[Measured, dict]:
     return Measured(seconds, peak, returncode), metrics
 
 
-def suite_metrics(experiments, results: Path, precision: str = "float32") -> dict:
+def suite_metrics(experiments, results: Path, precision: str = FULL_PRECISION) -> dict:
     store, metrics = Store(str(results)), {}
     for job in expand(experiments, precision=precision):
         result = store.job(job.id).result() or {}
@@ -195,7 +195,7 @@ def run_regimen(data: Path, scratch: Path, precision: str) -> tuple[Measured, Pa
     """``regimen run specs`` on a fresh store, with the report, as a user runs it."""
     results = scratch / f"results-{precision}"
     command = [sys.executable, "-m", "jobs", "run", "specs", "--data-dir", str(data), "--results", str(results)]
-    if precision != "float32":
+    if precision != FULL_PRECISION:
         command += ["--precision", precision]
     measured = measure(command, scratch / f"suite-{precision}.log", ROOT)
     print(f"  regimen run ({precision}): {measured.seconds:.1f} s", flush=True)
@@ -227,12 +227,12 @@ def main() -> int:
     flops = training_flops(experiments)
     print(f"IMDB: {'real' if real_imdb else 'SYNTHETIC, full shape'}; training FLOPs {flops:.3e}", flush=True)
     native = native_bfloat16()
-    precisions = ["float32", "mixed_bfloat16"] if native else ["float32"]
+    precisions = [FULL_PRECISION, "mixed_bfloat16"] if native else [FULL_PRECISION]
     peaks = {precision: matmul_peak(MATMUL_DTYPE[precision]) for precision in precisions}
     print("matmul peak: " + ", ".join(f"{MATMUL_DTYPE[p]} {v / 1e9:.0f} GFLOP/s" for p, v in peaks.items()), flush=True)
 
     baseline, baseline_metrics = run_baseline(data, scratch)
-    sides = {"baseline": side_report(baseline, baseline, flops, peaks["float32"])}
+    sides = {"baseline": side_report(baseline, baseline, flops, peaks[FULL_PRECISION])}
     checks, commands = {}, {}
     for precision in precisions:
         measured, results, commands[precision] = run_regimen(data, scratch, precision)
@@ -240,7 +240,7 @@ def main() -> int:
         side = side_report(measured, baseline, flops, peaks[precision])
         sides[f"regimen {precision}"] = {**side, "precision": precision, "metrics": rows}
         checks[f"regimen {precision}"] = side_checks(side, rows)
-    rerun = measure(commands["float32"], scratch / "rerun.log", ROOT)  # the default run, on its store
+    rerun = measure(commands[FULL_PRECISION], scratch / "rerun.log", ROOT)  # the default run, on its store
     rerun_log = (scratch / "rerun.log").read_text()
     trained = re.search(r"(\d+) trained, ", rerun_log)
     trained_nothing = rerun.returncode == 0 and trained is not None and trained.group(1) == "0"
@@ -280,7 +280,7 @@ def main() -> int:
     else:
         shutil.rmtree(scratch, ignore_errors=True)
     # issue 7's targets are the product's as it runs by default; the mixed-precision side is the user's choice
-    default_meets_every_target = all(checks["regimen float32"].values())
+    default_meets_every_target = all(checks[f"regimen {FULL_PRECISION}"].values())
     return 0 if default_meets_every_target and all(report["checks"]["baseline and rerun"].values()) else 1
 
 
