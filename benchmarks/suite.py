@@ -11,7 +11,8 @@ with ``--precision mixed_bfloat16``. Prints, and writes as JSON under ``bench/re
 time and its ratio to the baseline's; training FLOPs / wall / the measured matmul peak of the arithmetic
 the side used; the peak memory of each side's whole process tree; a rerun of the finished suite; and
 every variant's test metrics on each Regimen side against the baseline's, with the tolerance they must
-agree within. Exit code 1 when the default (float32) side misses a target of issue 7.
+agree within; and where each Regimen side's time went: every job's start, end, worker process and
+seconds per epoch. Exit code 1 when the default (float32) side misses a target of issue 7.
 """
 
 from __future__ import annotations
@@ -166,6 +167,33 @@ def suite_metrics(experiments, results: Path, precision: str = FULL_PRECISION) -
     return metrics
 
 
+def suite_jobs(experiments, results: Path, precision: str = FULL_PRECISION) -> list[dict]:
+    """Where a side's time went: each job's start and end (seconds after the first job started), worker
+    process and seconds per epoch, in order of start. The job that ends last is the suite's critical path;
+    a gap before the suite's end on another process is a core left idle."""
+    store, rows = Store(str(results)), []
+    for job in expand(experiments, precision=precision):
+        result = store.job(job.id).result()
+        if result is None:
+            continue
+        timings = result["timings"]
+        end = datetime.fromisoformat(timings["finished"]).timestamp()
+        rows.append(
+            {
+                "job": job.label,
+                "start": end - timings["total_s"],
+                "end": end,
+                "pid": result["environment"]["pid"],
+                "epochs": result["epochs_run"],
+                "seconds_per_epoch": timings["seconds_per_epoch"],
+            }
+        )
+    first = min((row["start"] for row in rows), default=0.0)
+    for row in rows:
+        row["start"], row["end"] = round(row["start"] - first, 1), round(row["end"] - first, 1)
+    return sorted(rows, key=lambda row: row["start"])
+
+
 def compare(baseline: dict, suite: dict) -> list[dict]:
     rows = []
     for experiment, variants in suite.items():
@@ -238,7 +266,12 @@ def main() -> int:
         measured, results, commands[precision] = run_regimen(data, scratch, precision)
         rows = compare(baseline_metrics, suite_metrics(experiments, results, precision))
         side = side_report(measured, baseline, flops, peaks[precision])
-        sides[f"regimen {precision}"] = {**side, "precision": precision, "metrics": rows}
+        sides[f"regimen {precision}"] = {
+            **side,
+            "precision": precision,
+            "metrics": rows,
+            "jobs": suite_jobs(experiments, results, precision),
+        }
         checks[f"regimen {precision}"] = side_checks(side, rows)
     rerun = measure(commands[FULL_PRECISION], scratch / "rerun.log", ROOT)  # the default run, on its store
     rerun_log = (scratch / "rerun.log").read_text()
@@ -306,6 +339,15 @@ def print_report(report: dict, out: Path) -> None:
             f"{side['peak_memory_gib']:9.2f}"
         )
     print(f"rerun of the finished suite: {report['rerun']['wall_s']:.1f} s ({report['rerun']['last_line']})")
+    for name, side in report["sides"].items():
+        if "jobs" not in side:
+            continue
+        print(f"\n{name}: jobs\n{'job':<34} {'start s':>8} {'end s':>8} {'process':>8} {'epochs':>7} {'s/epoch':>8}")
+        for job in side["jobs"]:
+            print(
+                f"{job['job']:<34} {job['start']:8.1f} {job['end']:8.1f} {job['pid']:8d} {job['epochs']:7d} "
+                f"{job['seconds_per_epoch']:8.3f}"
+            )
     for name, side in report["sides"].items():
         if "metrics" not in side:
             continue

@@ -9,7 +9,7 @@ from helpers import ROOT
 
 sys.path.insert(0, str(ROOT))
 from benchmarks.run_seed_script import VARIANTS
-from benchmarks.suite import SCRIPT_EXPERIMENTS, compare, write_synthetic_imdb
+from benchmarks.suite import SCRIPT_EXPERIMENTS, compare, suite_jobs, write_synthetic_imdb
 from jobs.data import IMDB_SHUFFLE_SEED, preprocess_imdb, read_npz, synthetic
 from jobs.spec import Imdb
 
@@ -45,3 +45,23 @@ def test_metrics_outside_the_tolerance_are_flagged():
     baseline = {"dropout": {"basic": {"accuracy": 0.80, "loss": 0.50}}}
     rows = compare(baseline, {"dropout": {"basic": {"accuracy": 0.77, "loss": 0.55}}})
     assert {row["metric"]: row["within"] for row in rows} == {"accuracy": False, "loss": True}
+
+
+def test_the_job_timeline_shows_each_jobs_span_and_process_from_the_suites_first_start(tmp_path):
+    from jobs.loading import load_experiments
+    from jobs.plan import expand
+    from jobs.store import Store
+
+    loaded, _ = load_experiments([ROOT / "specs" / "dropout.yaml"])
+    experiments = [loaded[0].experiment]
+    basic, dropout = expand(experiments)
+    store = Store(str(tmp_path))
+    for job, finished, total_s, pid in ((basic, "12:00:40", 30.0, 7), (dropout, "12:00:25", 20.0, 8)):
+        timings = {"finished": f"2026-11-28T{finished}+00:00", "total_s": total_s, "seconds_per_epoch": total_s / 20}
+        result = {"timings": timings, "environment": {"pid": pid}, "epochs_run": 20}
+        store.job(job.id).finish({}, result, "")
+    rows = suite_jobs(experiments, tmp_path)
+    assert [(row["job"], row["start"], row["end"], row["pid"]) for row in rows] == [
+        (dropout.label, 0.0, 20.0, 8),
+        (basic.label, 5.0, 35.0, 7),
+    ]
