@@ -73,6 +73,8 @@ def prepare_data(data_dir: Path | None) -> tuple[Path, bool]:
                 sys.exit(f"no --data-dir given and no {STAGE} to stage real MNIST and Fashion-MNIST with")
             subprocess.run([str(STAGE), str(data_dir)], check=True)
     into = BENCH / "data" / "suite"
+    if data_dir.resolve() == into.resolve():
+        sys.exit(f"--data-dir {data_dir} is where this bench writes its data; pass the folder you staged (or none)")
     shutil.rmtree(into, ignore_errors=True)
     into.mkdir(parents=True)
     for name in ("mnist.npz", "fashion-mnist"):
