@@ -130,6 +130,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--in-process", action="store_true", help="run jobs one by one in this process, without Ray")
     run.add_argument("--no-report", action="store_true", help="do not render the report after the run")
     run.add_argument(
+        "--gpus-per-node",
+        type=number(0, int),
+        help="the most GPUs any node of the cluster has or will have, where its autoscaler does not publish its "
+        "node types (KubeRay without autoscaling): at most 1 lets GPU jobs share worker processes",
+    )
+    run.add_argument(
         "--off",
         type=lever_names,
         default=frozenset(),
@@ -267,6 +273,7 @@ def cmd_run(args, console: Console) -> int:
         require_gpu=args.require_gpu,
         executor="local" if args.in_process else "ray",
         off=args.off,
+        gpus_per_node=args.gpus_per_node,
     )
     if args.data_dir is not None and not args.data_dir.is_dir():
         console.print(f"--data-dir: no such folder '{args.data_dir}'", markup=False)

@@ -78,7 +78,10 @@ def gpu_processes_unshareable(jobs: list[Job], max_gpus_per_node: float | None) 
     if not kinds:
         return None
     if max_gpus_per_node is None:
-        return "the cluster's nodes are unknown (its autoscaler publishes no node types), so one may have several GPUs"
+        return (
+            "the cluster's nodes are unknown (its autoscaler publishes no node types), so one may have several GPUs; "
+            "--gpus-per-node 1 says none has more than one"
+        )
     if max_gpus_per_node > 1:
         return f"a node has {max_gpus_per_node:g} GPUs, and a process keeps the GPU it started on"
     if len(kinds) > 1:

@@ -47,6 +47,7 @@ class RunOptions:
     off: frozenset[str] = frozenset()  # performance levers left off (execution.LEVERS)
     backend: str | None = None  # overrides every spec's Keras backend
     precision: str | None = None  # overrides every spec's Keras dtype policy
+    gpus_per_node: int | None = None  # the user's word on the most GPUs a cluster node has (--gpus-per-node)
 
 
 @dataclass
@@ -185,11 +186,14 @@ def autoscaler_node_types() -> list[dict[str, float]]:
     return [dict(group.resources) for group in config.node_group_configs if group.max_count != 0] if config else []
 
 
-def max_gpus_per_node(shapes: list[dict[str, float]], all_known: bool) -> float | None:
-    """The most GPUs any of ``shapes`` has, or None where they may not be every node of the run
-    (``all_known``: a local run, or a cluster whose autoscaler publishes its node types; without those,
-    nodes nobody has seen may still join)."""
-    return max((shape.get("GPU", 0.0) for shape in shapes), default=0.0) if all_known else None
+def max_gpus_per_node(shapes: list[dict[str, float]], all_known: bool, stated: float | None = None) -> float | None:
+    """The most GPUs any node of the run has: any of ``shapes`` or ``stated`` (the user's word for nodes not
+    seen yet, ``--gpus-per-node``), whichever is more. None where neither covers every node: ``shapes`` do
+    (``all_known``) for a local run, or a cluster whose autoscaler publishes its node types; without those,
+    nodes nobody has seen may still join."""
+    if not all_known and stated is None:
+        return None
+    return max([stated or 0.0, *(shape.get("GPU", 0.0) for shape in shapes)])
 
 
 def persist(store: Store, outcome: Outcome) -> None:
@@ -208,7 +212,7 @@ def start_executor(options: RunOptions) -> tuple[Executor, list[dict[str, float]
         local = connect_ray(options.address)
         node_types = autoscaler_node_types()
         shapes = alive_nodes() + node_types
-        most_gpus = max_gpus_per_node(shapes, all_known=local or bool(node_types))
+        most_gpus = max_gpus_per_node(shapes, all_known=local or bool(node_types), stated=options.gpus_per_node)
         return RayExecutor(off=options.off, max_gpus_per_node=most_gpus), shapes, local
     this_machine = {"CPU": float(os.cpu_count() or 1), "GPU": local_gpus()}
     return InProcessExecutor(options.off), [this_machine], True

@@ -586,3 +586,18 @@ def test_makefile_includes_the_cluster_targets():
 def test_container_stage_script_parses():
     result = run("bash", "-n", str(ROOT / ".ci" / "containers.sh"))
     assert result.returncode == 0, result.stderr
+
+
+def test_rayjob_entrypoint_parses_and_states_the_gpus_its_worker_pods_have():
+    import shlex
+
+    from jobs.cli import parser
+
+    spec = load_yaml(RAYJOB)["spec"]
+    args = parser().parse_args(shlex.split(spec["entrypoint"])[1:])
+    pod_gpus = {
+        int(c["resources"]["limits"].get("nvidia.com/gpu", 0))
+        for g in spec["rayClusterSpec"]["workerGroupSpecs"]
+        for c in g["template"]["spec"]["containers"]
+    }
+    assert args.gpus_per_node == max(pod_gpus) == 1  # without an autoscaler, only the entrypoint can say so

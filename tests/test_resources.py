@@ -135,8 +135,30 @@ def test_the_most_gpus_a_node_has_is_unknown_unless_every_node_is_known():
     assert max_gpus_per_node(alive, all_known=False) is None  # nodes nobody has seen may join
 
 
+def test_the_users_word_on_gpus_per_node_covers_nodes_not_seen_but_not_the_nodes_seen():
+    alive = [{"CPU": 16.0, "GPU": 1.0}, {"CPU": 4.0}]
+    assert max_gpus_per_node(alive, all_known=False, stated=1) == 1.0
+    assert max_gpus_per_node([{"CPU": 4.0}], all_known=False, stated=1) == 1.0  # the GPU workers not up yet
+    assert max_gpus_per_node([*alive, {"CPU": 32.0, "GPU": 4.0}], all_known=False, stated=1) == 4.0
+    assert max_gpus_per_node(alive, all_known=True, stated=2) == 2.0
+
+
 def test_a_process_set_up_for_one_gpu_refuses_a_job_given_another(monkeypatch):
     monkeypatch.setattr(worker, "_gpus_set_up", "0")  # an earlier job in this process set up GPU 0
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # Ray gave this job GPU 1
     with pytest.raises(RuntimeError, match="set up GPU '0' for an earlier job, and Ray gave this job GPU '1'"):
         configure_backend("tensorflow", 1, 0.25, 2048)
+
+
+def test_gpus_per_node_reaches_the_executor_of_a_cluster_that_publishes_no_node_types(monkeypatch):
+    import jobs.run
+    from jobs.cli import parser
+
+    monkeypatch.setattr(jobs.run, "connect_ray", lambda address: False)  # a cluster, not a local Ray
+    monkeypatch.setattr(jobs.run, "autoscaler_node_types", lambda: [])  # KubeRay without autoscaling
+    monkeypatch.setattr(jobs.run, "alive_nodes", lambda: [{"CPU": 4.0}])  # only the head is up yet
+    for flag, expected in ((["--gpus-per-node", "1"], 1.0), ([], None)):
+        args = parser().parse_args(["run", "--address", "ray://head:10001", *flag])
+        options = jobs.run.RunOptions(address=args.address, gpus_per_node=args.gpus_per_node)
+        executor, _, local = jobs.run.start_executor(options)
+        assert (executor.max_gpus_per_node, local) == (expected, False)
