@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/levers.py --data-dir DIR jobs [--variants ...]   per-job levers, ~6 min
     .venv/bin/python benchmarks/levers.py --data-dir DIR suite [--max-epochs N]   process levers
+    .venv/bin/python benchmarks/levers.py --data-dir DIR pairs                    two jobs at once, ~6 min
 
 ``jobs``: four jobs of the suite (the 706k-parameter overfit model, the 382k batchnorm one, fashion's
 284k one, a 30k IMDB one), each trained for a few epochs in a fresh process on one thread, as the suite
@@ -16,12 +17,18 @@ the first epoch (which compiles).
 on both cores instead of two jobs side by side), on Keras' JAX backend, and in mixed precision. Wall
 time, peak memory of the process tree, and every job's test metrics. ``--variants`` picks some of them;
 by default, mixed precision only where the CPU multiplies bfloat16 natively (as ``make bench``).
+
+``pairs``: the suite's critical path, the overfit job, timed alone and beside another job (fashion's,
+which the suite runs beside it first), each on one thread as the suite runs them; then each pinned to
+a core of its own (a candidate not kept), and the overfit job on two threads beside the other
+(oversubscribed: three threads on two cores). Seconds per epoch of both jobs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -71,9 +78,11 @@ def find_job(experiment: str, variant: str):
     return next(job for job in expand([loaded[0].experiment]) if job.uses[0].variant == variant)
 
 
-def time_one(name: str, off: list[str], candidate: str, data_dir: Path, epochs: int) -> dict:
+def time_one(
+    name: str, off: list[str], candidate: str, data_dir: Path, epochs: int, threads: int | None = None
+) -> dict:
     """In this process: one job's seconds per epoch with the levers in ``off`` left off and ``candidate``
-    (xla, val-batch, tf.data, mixed_bfloat16 or none) on."""
+    (xla, val-batch, tf.data, mixed_bfloat16 or none) on; on ``threads`` instead of the job's own."""
     from jobs.data import locate, read_dataset
     from jobs.execution import execution_for
     from jobs.worker import configure_tensorflow
@@ -81,7 +90,7 @@ def time_one(name: str, off: list[str], candidate: str, data_dir: Path, epochs: 
     job = find_job(*JOBS[name])
     data = read_dataset(job.dataset, locate(job.dataset.name, data_dir, download=False))
     execution = execution_for(job, len(data.x_train), frozenset(off))
-    configure_tensorflow(execution.threads, 0, None)
+    configure_tensorflow(threads or execution.threads, 0, None)
     import keras
     import tensorflow as tf
 
@@ -134,6 +143,47 @@ def jobs_table(data_dir: Path, epochs: int, variants: list[str]) -> list[dict]:
     return rows
 
 
+#: label -> (the overfit job's threads, pin each job to a core of its own, a companion job beside it)
+PAIRS = {
+    "overfit alone": (1, False, False),
+    "beside fashion's job": (1, False, True),
+    "beside it, each pinned to a core": (1, True, True),
+    "on 2 threads, beside it": (2, False, True),
+}
+
+
+def pairs_table(data_dir: Path, epochs: int, rounds: int) -> list[dict]:
+    """The overfit job's seconds per epoch in each arrangement of ``PAIRS``, ``rounds`` times in turn (this
+    machine's speed drifts); the companion job is restarted until the overfit one ends, so that the two
+    overlap throughout."""
+    rows = []
+
+    def one(name: str, threads: int, core: int | None, runs_epochs: int) -> subprocess.Popen:
+        command = [sys.executable, __file__, "--data-dir", str(data_dir), "one", name, "", "none", str(runs_epochs)]
+        command += ["--threads", str(threads)]
+        pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=pin)
+
+    def measured(process: subprocess.Popen) -> dict:
+        out, err = process.communicate()
+        if process.returncode:
+            raise SystemExit(f"a timed job failed (exit {process.returncode}):\n{err[-3000:]}")
+        return json.loads(out.strip().splitlines()[-1])
+
+    for round_ in range(1, rounds + 1):
+        for label, (threads, pinned, companion) in PAIRS.items():
+            overfit = one("overfit", threads, 0 if pinned else None, epochs)
+            beside = []
+            while companion and overfit.poll() is None:
+                beside.append(measured(one("fashion-develop", 1, 1 if pinned else None, 4))["epoch_s"])
+            row = {"round": round_, "arrangement": label, "overfit_epoch_s": measured(overfit)["epoch_s"]}
+            row["companion_epoch_s"] = statistics.median(beside) if beside else None
+            rows.append(row)
+            shown = f"; fashion's job {row['companion_epoch_s']:.3f} s/epoch" if beside else ""
+            print(f"round {round_}: {label:<34} overfit {row['overfit_epoch_s']:.3f} s/epoch{shown}", flush=True)
+    return rows
+
+
 def suite_table(data_dir: Path, max_epochs: int | None, variants: list[str]) -> list[dict]:
     from benchmarks.processes import measure
     from jobs.store import Store
@@ -176,6 +226,9 @@ def main() -> int:
     jobs.add_argument(
         "--variants", default=default_variants(JOB_VARIANTS), help="comma-separated, of: " + ", ".join(JOB_VARIANTS)
     )
+    pairs = commands.add_parser("pairs")
+    pairs.add_argument("--epochs", type=int, default=16)
+    pairs.add_argument("--rounds", type=int, default=2)
     suite = commands.add_parser("suite")
     suite.add_argument("--max-epochs", type=int)
     suite.add_argument(
@@ -186,13 +239,16 @@ def main() -> int:
     one.add_argument("off")
     one.add_argument("candidate", choices=["none", "xla", "val-batch", "tf.data", "mixed_bfloat16"])
     one.add_argument("epochs", type=int)
+    one.add_argument("--threads", type=int)
     args = parser.parse_args()
     if args.command == "one":
         off = [name for name in args.off.split(",") if name]
-        print(json.dumps(time_one(args.name, off, args.candidate, args.data_dir, args.epochs)))
+        print(json.dumps(time_one(args.name, off, args.candidate, args.data_dir, args.epochs, args.threads)))
         return 0
     if args.command == "jobs":
         rows = jobs_table(args.data_dir, args.epochs, args.variants.split(","))
+    elif args.command == "pairs":
+        rows = pairs_table(args.data_dir, args.epochs, args.rounds)
     else:
         rows = suite_table(args.data_dir, args.max_epochs, args.variants.split(","))
     out = ROOT / "bench" / "results" / f"levers-{args.command}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
