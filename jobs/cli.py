@@ -131,9 +131,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="do not render the report after the run")
     run.add_argument(
         "--gpus-per-node",
-        type=number(0, int),
-        help="the most GPUs any node of the cluster has or will have, where its autoscaler does not publish its "
-        "node types (KubeRay without autoscaling): at most 1 lets GPU jobs share worker processes",
+        type=number(1, int),
+        help="the most GPUs any node of the Ray cluster has or will have, where its autoscaler does not publish "
+        "its node types (KubeRay without autoscaling): 1 lets GPU jobs share worker processes",
     )
     run.add_argument(
         "--off",

@@ -186,7 +186,7 @@ def autoscaler_node_types() -> list[dict[str, float]]:
     return [dict(group.resources) for group in config.node_group_configs if group.max_count != 0] if config else []
 
 
-def max_gpus_per_node(shapes: list[dict[str, float]], all_known: bool, stated: float | None = None) -> float | None:
+def max_gpus_per_node(shapes: list[dict[str, float]], all_known: bool, stated: int | None = None) -> float | None:
     """The most GPUs any node of the run has: any of ``shapes`` or ``stated`` (the user's word for nodes not
     seen yet, ``--gpus-per-node``), whichever is more. None where neither covers every node: ``shapes`` do
     (``all_known``) for a local run, or a cluster whose autoscaler publishes its node types; without those,

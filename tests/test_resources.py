@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -154,6 +155,8 @@ def test_gpus_per_node_reaches_the_executor_of_a_cluster_that_publishes_no_node_
     import jobs.run
     from jobs.cli import parser
 
+    # no Ray here: the executor's arguments are what this test is about
+    monkeypatch.setattr(jobs.run, "RayExecutor", lambda off, max_gpus_per_node: SimpleNamespace(**locals()))
     monkeypatch.setattr(jobs.run, "connect_ray", lambda address: False)  # a cluster, not a local Ray
     monkeypatch.setattr(jobs.run, "autoscaler_node_types", lambda: [])  # KubeRay without autoscaling
     monkeypatch.setattr(jobs.run, "alive_nodes", lambda: [{"CPU": 4.0}])  # only the head is up yet
