@@ -73,13 +73,15 @@ def prepare_data(data_dir: Path | None) -> tuple[Path, bool]:
                 sys.exit(f"no --data-dir given and no {STAGE} to stage real MNIST and Fashion-MNIST with")
             subprocess.run([str(STAGE), str(data_dir)], check=True)
     into = BENCH / "data" / "suite"
-    if data_dir.resolve() == into.resolve():
+    inside = [*(path.absolute() for path in (data_dir, *data_dir.absolute().parents)), data_dir.resolve()]
+    if into.absolute() in inside or into.resolve() in inside:
         sys.exit(f"--data-dir {data_dir} is where this bench writes its data; pass the folder you staged (or none)")
-    shutil.rmtree(into, ignore_errors=True)
-    into.mkdir(parents=True)
     for name in ("mnist.npz", "fashion-mnist"):
         if not (data_dir / name).exists():
             sys.exit(f"{data_dir / name} is missing: stage it with {STAGE.name} DIR and pass --data-dir DIR")
+    shutil.rmtree(into, ignore_errors=True)
+    into.mkdir(parents=True)
+    for name in ("mnist.npz", "fashion-mnist"):
         (into / name).symlink_to((data_dir / name).resolve())
     if (data_dir / "imdb.npz").is_file():
         (into / "imdb.npz").symlink_to((data_dir / "imdb.npz").resolve())
@@ -143,21 +145,23 @@ def training_flops(experiments) -> float:
     return sum(estimated_flops(job, ROWS[job.dataset.name][0], validation_rows=0) for job in expand(experiments))
 
 
-def run_baseline(data: Path, scratch: Path) -> tuple[Measured, dict]:
-    """The five scripts one after another, each its own process, as a user runs them."""
+def run_baseline(data: Path, scratch: Path) -> tuple[Measured, dict, dict]:
+    """The five scripts one after another, each its own process, as a user runs them; their test metrics
+    and each script's seconds."""
     env = {**os.environ, "REGIMEN_BENCH_DATA": str(data), "REGIMEN_BENCH_OUT": str(scratch)}
-    seconds, peak, metrics, returncode = 0.0, 0, {}, 0
+    seconds, peak, metrics, returncode, scripts = 0.0, 0, {}, 0, {}
     for script in VARIANTS:
         out = scratch / f"{script}.json"
         command = [sys.executable, str(ROOT / "benchmarks" / "run_seed_script.py"), str(SEED_SCRIPTS / f"{script}.py")]
         measured = measure([*command, str(out)], scratch / "baseline.log", ROOT, env)
         seconds, peak = seconds + measured.seconds, max(peak, measured.peak_memory_bytes)
+        scripts[script] = round(measured.seconds, 1)
         returncode = returncode or measured.returncode
         if measured.returncode == 0:
             for experiment in SCRIPT_EXPERIMENTS[script]:
                 metrics[experiment] = json.loads(out.read_text())
         print(f"  baseline {script}: {measured.seconds:.1f} s", flush=True)
-    return Measured(seconds, peak, returncode), metrics
+    return Measured(seconds, peak, returncode), metrics, scripts
 
 
 def suite_metrics(experiments, results: Path, precision: str = FULL_PRECISION) -> dict:
@@ -170,9 +174,10 @@ def suite_metrics(experiments, results: Path, precision: str = FULL_PRECISION) -
 
 
 def suite_jobs(experiments, results: Path, precision: str = FULL_PRECISION) -> list[dict]:
-    """Where a side's time went: each job's start and end (seconds after the first job started), worker
-    process and seconds per epoch, in order of start. The job that ends last is the suite's critical path;
-    a gap before the suite's end on another process is a core left idle."""
+    """Where a side's time went: each finished job's start and end (seconds after the first job started,
+    to the second, as the store records when a job finished), worker process and seconds per epoch, in
+    order of start. The job that ends last is the suite's critical path; a gap before the suite's end on
+    another process is a core left idle."""
     store, rows = Store(str(results)), []
     for job in expand(experiments, precision=precision):
         result = store.job(job.id).result()
@@ -192,7 +197,7 @@ def suite_jobs(experiments, results: Path, precision: str = FULL_PRECISION) -> l
         )
     first = min((row["start"] for row in rows), default=0.0)
     for row in rows:
-        row["start"], row["end"] = round(row["start"] - first, 1), round(row["end"] - first, 1)
+        row["start"], row["end"] = round(row["start"] - first), round(row["end"] - first)
     return sorted(rows, key=lambda row: row["start"])
 
 
@@ -261,8 +266,8 @@ def main() -> int:
     peaks = {precision: matmul_peak(MATMUL_DTYPE[precision]) for precision in precisions}
     print("matmul peak: " + ", ".join(f"{MATMUL_DTYPE[p]} {v / 1e9:.0f} GFLOP/s" for p, v in peaks.items()), flush=True)
 
-    baseline, baseline_metrics = run_baseline(data, scratch)
-    sides = {"baseline": side_report(baseline, baseline, flops, peaks[FULL_PRECISION])}
+    baseline, baseline_metrics, scripts = run_baseline(data, scratch)
+    sides = {"baseline": {**side_report(baseline, baseline, flops, peaks[FULL_PRECISION]), "scripts_s": scripts}}
     checks, commands = {}, {}
     for precision in precisions:
         measured, results, commands[precision] = run_regimen(data, scratch, precision)
@@ -347,7 +352,7 @@ def print_report(report: dict, out: Path) -> None:
         print(f"\n{name}: jobs\n{'job':<34} {'start s':>8} {'end s':>8} {'process':>8} {'epochs':>7} {'s/epoch':>8}")
         for job in side["jobs"]:
             print(
-                f"{job['job']:<34} {job['start']:8.1f} {job['end']:8.1f} {job['pid']:8d} {job['epochs']:7d} "
+                f"{job['job']:<34} {job['start']:8d} {job['end']:8d} {job['pid']:8d} {job['epochs']:7d} "
                 f"{job['seconds_per_epoch']:8.3f}"
             )
     for name, side in report["sides"].items():
