@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/levers.py --data-dir DIR jobs [--variants ...]   per-job levers, ~6 min
     .venv/bin/python benchmarks/levers.py --data-dir DIR suite [--max-epochs N]   process levers
-    .venv/bin/python benchmarks/levers.py --data-dir DIR pairs                    two jobs at once, ~6 min
+    .venv/bin/python benchmarks/levers.py --data-dir DIR pairs                    two jobs at once, ~12 min
 
 ``jobs``: four jobs of the suite (the 706k-parameter overfit model, the 382k batchnorm one, fashion's
 284k one, a 30k IMDB one), each trained for a few epochs in a fresh process on one thread, as the suite
@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -79,10 +80,17 @@ def find_job(experiment: str, variant: str):
 
 
 def time_one(
-    name: str, off: list[str], candidate: str, data_dir: Path, epochs: int, threads: int | None = None
+    name: str,
+    off: list[str],
+    candidate: str,
+    data_dir: Path,
+    epochs: int,
+    threads: int | None = None,
+    stream: bool = False,
 ) -> dict:
     """In this process: one job's seconds per epoch with the levers in ``off`` left off and ``candidate``
-    (xla, val-batch, tf.data, mixed_bfloat16 or none) on; on ``threads`` instead of the job's own."""
+    (xla, val-batch, tf.data, mixed_bfloat16 or none) on; on ``threads`` instead of the job's own. With
+    ``stream``, each epoch's seconds are also printed as it ends (for a run that is stopped, not finished)."""
     from jobs.data import locate, read_dataset
     from jobs.execution import execution_for
     from jobs.worker import configure_tensorflow
@@ -106,7 +114,14 @@ def time_one(
         precision="mixed_bfloat16" if candidate == "mixed_bfloat16" else FULL_PRECISION,
     )
     ends: list[float] = []
-    clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: ends.append(time.perf_counter()))
+
+    def epoch_end(epoch, logs):
+        ends.append(time.perf_counter())
+        if stream:
+            seconds = ends[-1] - (ends[-2] if len(ends) > 1 else started)
+            print(json.dumps({"epoch": epoch + 1, "seconds": seconds}), flush=True)
+
+    clock = keras.callbacks.LambdaCallback(on_epoch_end=epoch_end)
     batch = job.training.batch_size
     validation_batch = len(data.x_test) if candidate == "val-batch" else batch
     if candidate == "tf.data":
@@ -143,44 +158,65 @@ def jobs_table(data_dir: Path, epochs: int, variants: list[str]) -> list[dict]:
     return rows
 
 
-#: label -> (the overfit job's threads, pin each job to a core of its own, a companion job beside it)
-PAIRS = {
-    "overfit alone": (1, False, False),
-    "beside fashion's job": (1, False, True),
-    "beside it, each pinned to a core": (1, True, True),
-    "on 2 threads, beside it": (2, False, True),
+class Arrangement(NamedTuple):
+    threads: int  # the overfit job's TensorFlow threads
+    pinned: bool  # each job's process pinned to a core of its own
+    companion: bool  # fashion's job trains beside the overfit one
+
+
+ARRANGEMENTS = {
+    "overfit alone": Arrangement(threads=1, pinned=False, companion=False),
+    "beside fashion's job": Arrangement(threads=1, pinned=False, companion=True),
+    "beside it, each pinned to a core": Arrangement(threads=1, pinned=True, companion=True),
+    "on 2 threads, beside it": Arrangement(threads=2, pinned=False, companion=True),
 }
 
 
+def start_timed(data_dir: Path, name: str, epochs: int, threads: int, core: int | None, log) -> subprocess.Popen:
+    """``time_one`` of job ``name`` in a process of its own, pinned to ``core`` unless None; it streams
+    each epoch's seconds to its stdout, and its stderr (TensorFlow's chatter) goes to ``log``."""
+    command = [sys.executable, __file__, "--data-dir", str(data_dir), "one", name, "", "none", str(epochs)]
+    command += ["--threads", str(threads), "--stream"]
+    pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=pin)
+
+
+def epoch_seconds(output: str) -> list[float]:
+    """The streamed seconds of every epoch after the first (which compiles)."""
+    lines = (json.loads(line) for line in output.splitlines() if line.startswith("{"))
+    return [line["seconds"] for line in lines if "seconds" in line][1:]
+
+
 def pairs_table(data_dir: Path, epochs: int, rounds: int) -> list[dict]:
-    """The overfit job's seconds per epoch in each arrangement of ``PAIRS``, ``rounds`` times in turn (this
-    machine's speed drifts); the companion job is restarted until the overfit one ends, so that the two
-    overlap throughout."""
+    """The overfit job's seconds per epoch in each of ``ARRANGEMENTS``, ``rounds`` times in turn (this
+    machine's speed drifts). The companion, fashion's job, starts with the overfit job and is stopped when
+    the overfit job ends, so that the two overlap throughout."""
+    first_core, second_core = sorted(os.sched_getaffinity(0))[:2]
     rows = []
-
-    def one(name: str, threads: int, core: int | None, runs_epochs: int) -> subprocess.Popen:
-        command = [sys.executable, __file__, "--data-dir", str(data_dir), "one", name, "", "none", str(runs_epochs)]
-        command += ["--threads", str(threads)]
-        pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=pin)
-
-    def measured(process: subprocess.Popen) -> dict:
-        out, err = process.communicate()
-        if process.returncode:
-            raise SystemExit(f"a timed job failed (exit {process.returncode}):\n{err[-3000:]}")
-        return json.loads(out.strip().splitlines()[-1])
-
-    for round_ in range(1, rounds + 1):
-        for label, (threads, pinned, companion) in PAIRS.items():
-            overfit = one("overfit", threads, 0 if pinned else None, epochs)
-            beside = []
-            while companion and overfit.poll() is None:
-                beside.append(measured(one("fashion-develop", 1, 1 if pinned else None, 4))["epoch_s"])
-            row = {"round": round_, "arrangement": label, "overfit_epoch_s": measured(overfit)["epoch_s"]}
-            row["companion_epoch_s"] = statistics.median(beside) if beside else None
+    for turn in range(1, rounds + 1):
+        for label, arrangement in ARRANGEMENTS.items():
+            cores = (first_core, second_core) if arrangement.pinned else (None, None)
+            with tempfile.TemporaryFile("w+") as log:
+                processes = []
+                try:
+                    overfit = start_timed(data_dir, "overfit", epochs, arrangement.threads, cores[0], log)
+                    processes.append(overfit)
+                    if arrangement.companion:  # more epochs than it will have time for: stopped below
+                        processes.append(start_timed(data_dir, "fashion-develop", 10_000, 1, cores[1], log))
+                    overfit_out, _ = overfit.communicate()
+                    if overfit.returncode:
+                        log.seek(0)
+                        raise SystemExit(f"the overfit job failed (exit {overfit.returncode}):\n{log.read()[-3000:]}")
+                finally:
+                    for process in processes[1:]:
+                        process.terminate()
+                companion = epoch_seconds(processes[1].communicate()[0]) if arrangement.companion else []
+            row = {"round": turn, "arrangement": label, "epochs": epochs, **arrangement._asdict()}
+            row["overfit_epoch_s"] = statistics.median(epoch_seconds(overfit_out))
+            row["companion_epoch_s"] = statistics.median(companion) if companion else None
             rows.append(row)
-            shown = f"; fashion's job {row['companion_epoch_s']:.3f} s/epoch" if beside else ""
-            print(f"round {round_}: {label:<34} overfit {row['overfit_epoch_s']:.3f} s/epoch{shown}", flush=True)
+            shown = f"; fashion's job {row['companion_epoch_s']:.3f} s/epoch" if companion else ""
+            print(f"round {turn}: {label:<34} overfit {row['overfit_epoch_s']:.3f} s/epoch{shown}", flush=True)
     return rows
 
 
@@ -227,8 +263,8 @@ def main() -> int:
         "--variants", default=default_variants(JOB_VARIANTS), help="comma-separated, of: " + ", ".join(JOB_VARIANTS)
     )
     pairs = commands.add_parser("pairs")
-    pairs.add_argument("--epochs", type=int, default=16)
-    pairs.add_argument("--rounds", type=int, default=2)
+    pairs.add_argument("--epochs", type=int, default=16, help="the overfit job's epochs (at least 2)")
+    pairs.add_argument("--rounds", type=int, default=4)
     suite = commands.add_parser("suite")
     suite.add_argument("--max-epochs", type=int)
     suite.add_argument(
@@ -240,11 +276,15 @@ def main() -> int:
     one.add_argument("candidate", choices=["none", "xla", "val-batch", "tf.data", "mixed_bfloat16"])
     one.add_argument("epochs", type=int)
     one.add_argument("--threads", type=int)
+    one.add_argument("--stream", action="store_true")
     args = parser.parse_args()
     if args.command == "one":
         off = [name for name in args.off.split(",") if name]
-        print(json.dumps(time_one(args.name, off, args.candidate, args.data_dir, args.epochs, args.threads)))
+        timed = time_one(args.name, off, args.candidate, args.data_dir, args.epochs, args.threads, args.stream)
+        print(json.dumps(timed))
         return 0
+    if args.command == "pairs" and args.epochs < 2:
+        parser.error("pairs: --epochs must be at least 2 (the first compiles and is not counted)")
     if args.command == "jobs":
         rows = jobs_table(args.data_dir, args.epochs, args.variants.split(","))
     elif args.command == "pairs":
