@@ -207,9 +207,10 @@ def pairs_table(data_dir: Path, epochs: int, rounds: int) -> list[dict]:
                     if overfit.returncode:
                         log.seek(0)
                         raise SystemExit(f"the overfit job failed (exit {overfit.returncode}):\n{log.read()[-3000:]}")
-                finally:
-                    for process in processes[1:]:
-                        process.terminate()
+                finally:  # the companion, and the overfit job too if this was interrupted
+                    for process in processes:
+                        if process.poll() is None:
+                            process.terminate()
                 companion = epoch_seconds(processes[1].communicate()[0]) if arrangement.companion else []
             row = {"round": turn, "arrangement": label, "epochs": epochs, **arrangement._asdict()}
             row["overfit_epoch_s"] = statistics.median(epoch_seconds(overfit_out))
