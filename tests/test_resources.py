@@ -151,17 +151,22 @@ def test_a_process_set_up_for_one_gpu_refuses_a_job_given_another(monkeypatch):
         configure_backend("tensorflow", 1, 0.25, 2048)
 
 
-def test_gpus_per_node_reaches_the_executor_of_a_cluster_that_publishes_no_node_types(monkeypatch):
+def test_gpus_per_node_reaches_the_executor_of_a_cluster_that_publishes_no_node_types(monkeypatch, tmp_path, in_root):
     import jobs.run
-    from jobs.cli import parser
+    from jobs.cli import main
 
-    # no Ray here: the executor's arguments are what this test is about
+    # no Ray here: what `regimen run` hands the executor is what this test is about
     monkeypatch.setattr(jobs.run, "RayExecutor", lambda off, max_gpus_per_node: SimpleNamespace(**locals()))
     monkeypatch.setattr(jobs.run, "connect_ray", lambda address: False)  # a cluster, not a local Ray
     monkeypatch.setattr(jobs.run, "autoscaler_node_types", lambda: [])  # KubeRay without autoscaling
     monkeypatch.setattr(jobs.run, "alive_nodes", lambda: [{"CPU": 4.0}])  # only the head is up yet
-    for flag, expected in ((["--gpus-per-node", "1"], 1.0), ([], None)):
-        args = parser().parse_args(["run", "--address", "ray://head:10001", *flag])
-        options = jobs.run.RunOptions(address=args.address, gpus_per_node=args.gpus_per_node)
-        executor, _, local = jobs.run.start_executor(options)
-        assert (executor.max_gpus_per_node, local) == (expected, False)
+    seen = []
+
+    def execute(loaded, store, options, console):
+        seen.append(jobs.run.start_executor(options)[0].max_gpus_per_node)
+        raise jobs.run.RunRefused(["stopped before training"])
+
+    monkeypatch.setattr(jobs.run, "execute", execute)
+    for flag in (["--gpus-per-node", "1"], []):
+        assert main(["run", "--address", "ray://head:10001", "--results", str(tmp_path), *flag]) == 2
+    assert seen == [1.0, None]
