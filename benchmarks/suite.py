@@ -73,8 +73,8 @@ def prepare_data(data_dir: Path | None) -> tuple[Path, bool]:
                 sys.exit(f"no --data-dir given and no {STAGE} to stage real MNIST and Fashion-MNIST with")
             subprocess.run([str(STAGE), str(data_dir)], check=True)
     into = BENCH / "data" / "suite"
-    inside = [*(path.absolute() for path in (data_dir, *data_dir.absolute().parents)), data_dir.resolve()]
-    if into.absolute() in inside or into.resolve() in inside:
+    sources, outputs = {data_dir.absolute(), data_dir.resolve()}, {into.absolute(), into.resolve()}
+    if any(output in (source, *source.parents) for source in sources for output in outputs):
         sys.exit(f"--data-dir {data_dir} is where this bench writes its data; pass the folder you staged (or none)")
     for name in ("mnist.npz", "fashion-mnist"):
         if not (data_dir / name).exists():
@@ -164,23 +164,28 @@ def run_baseline(data: Path, scratch: Path) -> tuple[Measured, dict, dict]:
     return Measured(seconds, peak, returncode), metrics, scripts
 
 
-def suite_metrics(experiments, results: Path, precision: str = FULL_PRECISION) -> dict:
-    store, metrics = Store(str(results)), {}
-    for job in expand(experiments, precision=precision):
-        result = store.job(job.id).result() or {}
+def stored_results(experiments, results: Path, precision: str = FULL_PRECISION) -> list[tuple]:
+    """Each of a side's jobs with its stored result (None where it has none), read once."""
+    store = Store(str(results))
+    return [(job, store.job(job.id).result()) for job in expand(experiments, precision=precision)]
+
+
+def suite_metrics(stored: list[tuple]) -> dict:
+    metrics = {}
+    for job, result in stored:
+        result = result or {}
         for use in job.uses:
             metrics.setdefault(use.experiment, {})[use.variant] = result.get("test")
     return metrics
 
 
-def suite_jobs(experiments, results: Path, precision: str = FULL_PRECISION) -> list[dict]:
+def suite_jobs(stored: list[tuple]) -> list[dict]:
     """Where a side's time went: each finished job's start and end (seconds after the first job started,
     to the second, as the store records when a job finished), worker process and seconds per epoch, in
     order of start. The job that ends last is the suite's critical path; a gap before the suite's end on
     another process is a core left idle."""
-    store, rows = Store(str(results)), []
-    for job in expand(experiments, precision=precision):
-        result = store.job(job.id).result()
+    rows = []
+    for job, result in stored:
         if result is None:
             continue
         timings = result["timings"]
@@ -271,13 +276,14 @@ def main() -> int:
     checks, commands = {}, {}
     for precision in precisions:
         measured, results, commands[precision] = run_regimen(data, scratch, precision)
-        rows = compare(baseline_metrics, suite_metrics(experiments, results, precision))
+        stored = stored_results(experiments, results, precision)
+        rows = compare(baseline_metrics, suite_metrics(stored))
         side = side_report(measured, baseline, flops, peaks[precision])
         sides[f"regimen {precision}"] = {
             **side,
             "precision": precision,
             "metrics": rows,
-            "jobs": suite_jobs(experiments, results, precision),
+            "jobs": suite_jobs(stored),
         }
         checks[f"regimen {precision}"] = side_checks(side, rows)
     rerun = measure(commands[FULL_PRECISION], scratch / "rerun.log", ROOT)  # the default run, on its store

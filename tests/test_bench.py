@@ -9,7 +9,7 @@ from helpers import ROOT
 
 sys.path.insert(0, str(ROOT))
 from benchmarks.run_seed_script import VARIANTS
-from benchmarks.suite import SCRIPT_EXPERIMENTS, compare, suite_jobs, write_synthetic_imdb
+from benchmarks.suite import SCRIPT_EXPERIMENTS, compare, stored_results, suite_jobs, write_synthetic_imdb
 from jobs.data import IMDB_SHUFFLE_SEED, preprocess_imdb, read_npz, synthetic
 from jobs.spec import Imdb
 
@@ -60,7 +60,7 @@ def test_the_job_timeline_shows_each_jobs_span_and_process_from_the_suites_first
         timings = {"finished": f"2026-11-28T{finished}+00:00", "total_s": total_s, "seconds_per_epoch": total_s / 20}
         result = {"timings": timings, "environment": {"pid": pid}, "epochs_run": 20}
         store.job(job.id).finish({}, result, "")
-    rows = suite_jobs(experiments, tmp_path)
+    rows = suite_jobs(stored_results(experiments, tmp_path))
     assert [(row["job"], row["start"], row["end"], row["pid"]) for row in rows] == [
         (dropout.label, 0.0, 20.0, 8),
         (basic.label, 5.0, 35.0, 7),
