@@ -187,33 +187,40 @@ def epoch_seconds(output: str) -> list[float]:
     return [line["seconds"] for line in lines if "seconds" in line][1:]
 
 
+def time_arrangement(data_dir: Path, epochs: int, arrangement: Arrangement, cores) -> tuple[list, list]:
+    """One run of ``arrangement``: the overfit job's seconds per epoch, and its companion's (none without
+    one). The companion, fashion's job, starts with the overfit job and is stopped when the overfit job
+    ends, so that the two overlap throughout."""
+    first_core, second_core = cores if arrangement.pinned else (None, None)
+    with tempfile.TemporaryFile("w+") as log:
+        processes = []
+        try:
+            overfit = start_timed(data_dir, "overfit", epochs, arrangement.threads, first_core, log)
+            processes.append(overfit)
+            if arrangement.companion:  # more epochs than it will have time for: stopped below
+                processes.append(start_timed(data_dir, "fashion-develop", 10_000, 1, second_core, log))
+            overfit_out, _ = overfit.communicate()
+            if overfit.returncode:
+                log.seek(0)
+                raise SystemExit(f"the overfit job failed (exit {overfit.returncode}):\n{log.read()[-3000:]}")
+        finally:  # the companion, and the overfit job too if this was interrupted
+            for process in processes:
+                if process.poll() is None:
+                    process.terminate()
+    companion_out = processes[1].communicate()[0] if arrangement.companion else ""
+    return epoch_seconds(overfit_out), epoch_seconds(companion_out)
+
+
 def pairs_table(data_dir: Path, epochs: int, rounds: int) -> list[dict]:
     """The overfit job's seconds per epoch in each of ``ARRANGEMENTS``, ``rounds`` times in turn (this
-    machine's speed drifts). The companion, fashion's job, starts with the overfit job and is stopped when
-    the overfit job ends, so that the two overlap throughout."""
-    first_core, second_core = sorted(os.sched_getaffinity(0))[:2]
+    machine's speed drifts)."""
+    cores = sorted(os.sched_getaffinity(0))[:2]
     rows = []
     for turn in range(1, rounds + 1):
         for label, arrangement in ARRANGEMENTS.items():
-            cores = (first_core, second_core) if arrangement.pinned else (None, None)
-            with tempfile.TemporaryFile("w+") as log:
-                processes = []
-                try:
-                    overfit = start_timed(data_dir, "overfit", epochs, arrangement.threads, cores[0], log)
-                    processes.append(overfit)
-                    if arrangement.companion:  # more epochs than it will have time for: stopped below
-                        processes.append(start_timed(data_dir, "fashion-develop", 10_000, 1, cores[1], log))
-                    overfit_out, _ = overfit.communicate()
-                    if overfit.returncode:
-                        log.seek(0)
-                        raise SystemExit(f"the overfit job failed (exit {overfit.returncode}):\n{log.read()[-3000:]}")
-                finally:  # the companion, and the overfit job too if this was interrupted
-                    for process in processes:
-                        if process.poll() is None:
-                            process.terminate()
-                companion = epoch_seconds(processes[1].communicate()[0]) if arrangement.companion else []
+            overfit, companion = time_arrangement(data_dir, epochs, arrangement, cores)
             row = {"round": turn, "arrangement": label, "epochs": epochs, **arrangement._asdict()}
-            row["overfit_epoch_s"] = statistics.median(epoch_seconds(overfit_out))
+            row["overfit_epoch_s"] = statistics.median(overfit)
             row["companion_epoch_s"] = statistics.median(companion) if companion else None
             rows.append(row)
             shown = f"; fashion's job {row['companion_epoch_s']:.3f} s/epoch" if companion else ""
