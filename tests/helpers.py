@@ -1,8 +1,10 @@
-"""What several test modules share: the repository's paths and the CLI run as a user runs it."""
+"""What several test modules share: the repository's paths, the CLI run as a user runs it, and jobs
+with other resources."""
 
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,3 +30,8 @@ def smoke_run(
     return regimen(
         "run", *specs, "--synthetic", "--max-epochs", "1", "--results", str(results), "--no-report", *extra, env=env
     )
+
+
+def with_resources(job, **resources):
+    """``job`` asking for other resources (``num_cpus``, ``num_gpus``, ``gpu_memory_mb``), same id."""
+    return replace(job, resources=job.resources.model_copy(update=resources))

@@ -1,11 +1,10 @@
 """How jobs run fast: the rules of ``jobs/execution.py`` are pure functions of the job and its data."""
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
-from helpers import SPECS, regimen
+from helpers import SPECS, regimen, with_resources
 
 from jobs.data import ROWS, Arrays
 from jobs.execution import (
@@ -59,9 +58,7 @@ def test_the_longest_job_is_dispatched_first(suite_jobs):
 
 
 def on_gpu(job, num_gpus, gpu_memory_mb=None):
-    return replace(
-        job, resources=job.resources.model_copy(update={"num_gpus": num_gpus, "gpu_memory_mb": gpu_memory_mb})
-    )
+    return with_resources(job, num_gpus=num_gpus, gpu_memory_mb=gpu_memory_mb)
 
 
 def test_a_worker_process_serves_only_jobs_that_set_up_the_backend_alike(suite_jobs):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SPECS
+from helpers import SPECS, with_resources
 
 from jobs.data import Arrays, synthetic
 from jobs.executors import InProcessExecutor, RayExecutor
@@ -57,7 +57,7 @@ def on_jax(job):
 @pytest.mark.ray
 def test_ray_executor(jobs_and_data, tmp_path, local_ray):
     jobs, datasets = jobs_and_data
-    two_cpus = replace(jobs[1], resources=jobs[1].resources.model_copy(update={"num_cpus": 2}))
+    two_cpus = with_resources(jobs[1], num_cpus=2)
     jax = on_jax(jobs[0])
     jobs = [jobs[0], two_cpus, *jobs[2:], jax]  # run after a 1-CPU job: no worker process keeps its threads
     outcomes = check_contract(RayExecutor(poll_seconds=0.2), jobs, datasets, str(tmp_path))
@@ -119,7 +119,7 @@ def test_only_the_fresh_process_task_limits_its_process_to_one_job(local_ray):
 @pytest.mark.ray
 def test_the_ray_executor_says_when_gpu_jobs_cannot_share_processes(jobs_and_data, local_ray):
     jobs, _ = jobs_and_data
-    on_gpu = [replace(job, resources=job.resources.model_copy(update={"num_gpus": 1})) for job in jobs]
+    on_gpu = [with_resources(job, num_gpus=1) for job in jobs]
     (notice,) = RayExecutor(max_gpus_per_node=8).notices(on_gpu)
     assert notice.startswith("each GPU job gets a worker process of its own") and "a node has 8 GPUs" in notice
     assert RayExecutor(max_gpus_per_node=1).notices(on_gpu) == []

@@ -5,6 +5,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import with_resources
 
 from jobs import worker
 from jobs.gpus import gpu_total_mb, local_gpus
@@ -54,10 +55,7 @@ def test_feasible_requests_pass_unchanged(gpu_jobs):
 
 
 def test_too_many_cpus_is_refused_too(gpu_jobs):
-    big = [
-        job.__class__(**{**job.__dict__, "resources": job.resources.model_copy(update={"num_cpus": 16})})
-        for job in gpu_jobs
-    ]
+    big = [with_resources(job, num_cpus=16) for job in gpu_jobs]
     assert check(big, [GPU_NODE], local=False).errors
 
 
