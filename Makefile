@@ -59,7 +59,7 @@ bench: $(INSTALLED) ## the suite vs the seed's scripts, side by side (~20 min; b
 
 bench-levers: $(INSTALLED) ## each performance lever on and off, on make bench's data (benchmarks/levers.py)
 	$(BIN)/python benchmarks/levers.py --data-dir bench/data/suite jobs
-	$(BIN)/python benchmarks/levers.py --data-dir bench/data/suite suite
+	$(BIN)/python benchmarks/levers.py --data-dir bench/data/suite suite --max-epochs 3
 	$(BIN)/python benchmarks/levers.py --data-dir bench/data/suite pairs
 
 bench-targets: $(INSTALLED) ## time issue 3's targets: demo, rerun, report, GPU refusal (benchmarks/targets.py)

@@ -16,10 +16,7 @@ fresh worker process per GPU job).
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -32,6 +29,7 @@ from typing import get_args
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import this_machine  # noqa: E402
 from jobs.gpus import nvidia_smi  # noqa: E402
 from jobs.spec import FULL_PRECISION, Backend, Precision  # noqa: E402
 from jobs.store import Store  # noqa: E402
@@ -64,13 +62,6 @@ class GpuMemory:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-
-
-def installed(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def run_suite(fraction: float, args, results: Path) -> dict:
@@ -135,9 +126,7 @@ def main() -> int:
     args = parser.parse_args()
     (gpu,) = nvidia_smi("--query-gpu=name,memory.total,driver_version")[:1]
     report = {
-        "machine": {"gpu": gpu[0], "gpu_memory_mib": int(gpu[1]), "driver": gpu[2], "cpus": os.cpu_count()},
-        "python": platform.python_version(),
-        "versions": {name: installed(name) for name in ("jax", "jaxlib", "tensorflow", "keras", "ray")},
+        "machine": {**this_machine(), "gpu": gpu[0], "gpu_memory_mib": int(gpu[1]), "driver": gpu[2]},
         "backend": args.backend,
         "precision": args.precision,
         "data": str(args.data_dir) if args.data_dir else "SYNTHETIC at the real shapes",

@@ -35,12 +35,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import this_machine  # noqa: E402
 from jobs.cpus import native_bfloat16  # noqa: E402
 from jobs.spec import FULL_PRECISION  # noqa: E402
 
@@ -301,7 +303,9 @@ def main() -> int:
         rows = suite_table(args.data_dir, args.max_epochs, args.variants.split(","))
     out = ROOT / "bench" / "results" / f"levers-{args.command}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2) + "\n")
+    written = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": this_machine()}
+    written |= {"command": [Path(sys.argv[0]).name, *sys.argv[1:]], "rows": rows}
+    out.write_text(json.dumps(written, indent=2) + "\n")
     print(f"written: {out.relative_to(ROOT)}")
     return 0
 

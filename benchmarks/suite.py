@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import this_machine  # noqa: E402
 from benchmarks.processes import Measured, measure  # noqa: E402
 from benchmarks.run_seed_script import VARIANTS  # noqa: E402
 from jobs.cpus import native_bfloat16  # noqa: E402
@@ -292,12 +292,7 @@ def main() -> int:
     trained_nothing = rerun.returncode == 0 and trained is not None and trained.group(1) == "0"
     report = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "native_bfloat16": native,
-        },
+        "machine": this_machine(),
         "imdb": "real" if real_imdb else "synthetic, 25000 x 100 train and test",
         "matmul_peak_flops": {MATMUL_DTYPE[p]: v for p, v in peaks.items()},
         "training_flops": flops,
