@@ -55,10 +55,13 @@ def threads_for(num_cpus: float) -> int:
 
 def process_env(job: Job) -> dict[str, str]:
     """The environment a worker process for ``job`` starts with, and so the key under which Ray reuses
-    it: a process keeps the Keras backend, the thread count and the GPU share (with its memory cap) of its
-    first job. The ``REGIMEN_*`` variables are read by nothing; they only keep those processes apart."""
-    env = {"KERAS_BACKEND": job.backend, "REGIMEN_THREADS": str(threads_for(job.resources.num_cpus))}
+    it: a process keeps the Keras backend, TensorFlow's thread count and the GPU share (with its memory
+    cap) of its first job. JAX has no thread setting, so JAX jobs asking different CPUs share processes.
+    The ``REGIMEN_*`` variables are read by nothing; they only keep those processes apart."""
     resources = job.resources
+    env = {"KERAS_BACKEND": job.backend}
+    if job.backend == "tensorflow":
+        env["REGIMEN_THREADS"] = str(threads_for(resources.num_cpus))
     if resources.num_gpus > 0:
         capped = resources.num_gpus < 1 and resources.gpu_memory_mb  # a whole GPU is never capped
         env["REGIMEN_GPU_SHARE"] = f"{resources.num_gpus:g} GPU" + (f", {resources.gpu_memory_mb} MB" if capped else "")

@@ -1,6 +1,7 @@
 """How jobs run fast: the rules of ``jobs/execution.py`` are pure functions of the job and its data."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -68,6 +69,10 @@ def test_a_worker_process_serves_only_jobs_that_set_up_the_backend_alike(suite_j
     assert envs[0] == envs[1]  # a whole GPU is never capped
     assert len({tuple(sorted(env.items())) for env in [process_env(job), *envs[1:]]}) == 5
     assert process_env(on_gpu(job, 0.25, 2048)) == process_env(on_gpu(suite_jobs["l2/l2"], 0.25, 2048))
+    # TensorFlow fixes its threads when it starts; JAX has none to fix
+    assert process_env(with_resources(job, num_cpus=2)) != process_env(job)
+    jax = replace(job, backend="jax")
+    assert process_env(with_resources(jax, num_cpus=2)) == process_env(jax) == {"KERAS_BACKEND": "jax"}
 
 
 def test_gpu_jobs_share_processes_only_on_known_single_gpu_nodes_and_of_one_kind(suite_jobs):
