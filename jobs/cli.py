@@ -286,11 +286,14 @@ def cmd_run(args, console: Console) -> int:
             console.print(line, markup=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
-        console.print(
-            f"\ninterrupted: finished jobs are stored in {args.results}; run the same command again to resume "
-            "(finished jobs are skipped, unfinished ones resume from their last epoch)",
-            markup=False,
+        again = (
+            "jobs being trained again keep their earlier results; run the command again without --force to keep "
+            "those and resume the others from their last epoch, or with --force to train every job again"
+            if args.force
+            else "run the same command again to resume (finished jobs are skipped, unfinished ones resume from "
+            "their last epoch)"
         )
+        console.print(f"\ninterrupted: finished jobs are stored in {args.results}; {again}", markup=False)
         return 130
     kept = f", {len(summary.kept)} failed before and not retried (--force retries)" if summary.kept else ""
     console.print(

@@ -248,6 +248,9 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
     )
     to_run, finished, kept = pending_jobs(jobs, store, options.force)
     summary = RunSummary(planned=len(jobs), skipped=len(finished), kept=kept)
+    summary.notices += [
+        f"{job.label}: {why}; trained again" for job in to_run if (why := store.job(job.id).unreadable())
+    ]
     if to_run:  # every check before anything is written or trained: cheap ones first
         if options.executor == "local":
             select_driver_backend(to_run)
@@ -265,11 +268,11 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
     if not to_run:
         return summary
     for notice in summary.notices:
-        console.print(f"notice: {notice}")
+        console.print(f"notice: {notice}", markup=False)
     for job in to_run:
         record = store.job(job.id)
         if options.force:
-            record.reset()
+            record.restart()
         record.start(job.describe())
     with Progress(to_run, summary.skipped, console) as progress:
         outcomes = executor.run(to_run, datasets, store.uri, progress.refresh)

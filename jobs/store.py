@@ -5,13 +5,15 @@ Layout under the root (a folder, or a URI such as ``s3://bucket/prefix``)::
     experiments/<experiment>.json   the experiment as planned: spec, run options, (variant, seed) -> job id
     jobs/<job id>/job.json          what the job trains (model, data, training, seed) and where it is used
     jobs/<job id>/status.json       {"state": "running" | "done" | "failed", "attempt", "error", ...}
-    jobs/<job id>/history.json      every finished epoch's metrics, {"loss": [...], "val_loss": [...], ...}
+    jobs/<job id>/history.json      the finished (or failed) job's metrics per epoch, {"loss": [...], ...}
     jobs/<job id>/result.json       test metrics, parameters, timings, environment, data source
     jobs/<job id>/log.txt           the job's log: progress, and the traceback if it failed
+    jobs/<job id>/epochs.json       the attempt in progress: every epoch it finished, the same shape
     jobs/<job id>/checkpoint/       Keras BackupAndRestore state while the job trains
 
-A job is finished when its status says ``done`` and its result exists; nothing else counts. JSON only:
-nothing read from the store is ever unpickled.
+A job is finished when its status says ``done`` and its result exists; nothing else counts. An attempt in
+progress writes only ``epochs.json`` and the checkpoint, so a job trained again (``--force``) keeps its
+finished result until the new one replaces it. JSON only: nothing read from the store is ever unpickled.
 """
 
 from __future__ import annotations
@@ -140,9 +142,8 @@ class Store:
 
 
 class JobRecord:
-    """Every path of one job, and the state transitions running -> done | failed."""
-
-    FILES = ("job.json", "status.json", "history.json", "result.json", "log.txt")
+    """Every path of one job, and the state transitions running -> done | failed (a finished job trained
+    again stays done until its new attempt finishes)."""
 
     def __init__(self, store: Store, job_id: str):
         self.store = store
@@ -172,6 +173,17 @@ class JobRecord:
     def history(self) -> dict | None:
         return self.store.read_json(self.file("history.json"))
 
+    def epochs(self) -> dict | None:
+        """The attempt in progress: the metrics of every epoch it finished."""
+        return self.store.read_json(self.file("epochs.json"))
+
+    def write_epochs(self, epochs: dict) -> None:
+        self.store.write_json(self.file("epochs.json"), epochs)
+
+    def _log(self) -> str:
+        path = self.file("log.txt")
+        return self.store.fs.cat_file(path).decode(errors="replace") if self.store.fs.exists(path) else ""
+
     def spec(self) -> dict | None:
         return self.store.read_json(self.file("job.json"))
 
@@ -185,15 +197,23 @@ class JobRecord:
         except StoreCorrupt:
             return False
 
+    def unreadable(self) -> str | None:
+        """Why what is stored for this job cannot be read; None when it can, or nothing is stored."""
+        try:
+            status = self.store.read_json(self.file("status.json"))
+            if (status or {}).get("state") == "done" and self.result() is None:
+                return f"{self.store.uri_of('jobs', self.id, 'status.json')} says done, but there is no result.json"
+        except StoreCorrupt as error:
+            return str(error)
+        return None
+
     def attempts(self) -> int:
         return int((self.status() or {}).get("attempt", 0))
 
-    def reset(self) -> None:
-        """Forget every earlier attempt (``--force``): status, history, result and checkpoint."""
-        for name in ("status.json", "history.json", "result.json"):
-            if self.store.fs.exists(self.file(name)):
-                self.store.fs.rm(self.file(name))
-        self._drop_checkpoint()
+    def restart(self) -> None:
+        """Train from the first epoch (``--force``): drop the attempt in progress, its epochs and
+        checkpoint. A finished result stays until a new one replaces it (:meth:`finish`)."""
+        self._drop_attempt()
 
     def upload_checkpoint(self, folder: str) -> None:
         """Copy a local checkpoint folder into the store (for stores Keras cannot write directly)."""
@@ -212,7 +232,9 @@ class JobRecord:
             local.parent.mkdir(parents=True, exist_ok=True)
             local.write_bytes(self.store.fs.cat_file(remote))
 
-    def _drop_checkpoint(self) -> None:
+    def _drop_attempt(self) -> None:
+        if self.store.fs.exists(self.file("epochs.json")):
+            self.store.fs.rm(self.file("epochs.json"))
         if self.store.fs.exists(self.checkpoint_dir):
             self.store.fs.rm(self.checkpoint_dir, recursive=True)
 
@@ -229,22 +251,32 @@ class JobRecord:
         return (self.status() or {}).get("owner") == token
 
     def start(self, description: dict) -> int:
-        """Record the job and mark it running; returns this attempt's number (1 for the first)."""
+        """Record the job and mark it running; returns this attempt's number (1 for the first). A finished
+        job trained again stays done, with its result, until the new attempt ends."""
         attempt = self.attempts() + 1
+        state = "done" if self.is_done() else "running"
         self.store.write_json(self.file("job.json"), description)
-        self.store.write_json(self.file("status.json"), {"state": "running", "attempt": attempt, "updated": now()})
+        self.store.write_json(self.file("status.json"), {"state": state, "attempt": attempt, "updated": now()})
         return attempt
 
     def finish(self, history: dict, result: dict, log: str) -> None:
-        """Store a finished job; the status flips to done last, so a crash leaves it unfinished."""
+        """Store a finished job; the status flips to done last, so a crash leaves it unfinished. A result
+        being replaced is first marked unfinished, so no crash pairs it with the new history."""
+        if self.is_done():
+            self.store.write_json(self.file("status.json"), {**self.status(), "state": "running", "updated": now()})
         self.store.write_json(self.file("history.json"), history)
         self.store.write_json(self.file("result.json"), result)
         self.store.write_bytes(self.file("log.txt"), log.encode())
         self.store.write_json(self.file("status.json"), {"state": "done", "attempt": self.attempts(), "updated": now()})
-        self._drop_checkpoint()
+        self._drop_attempt()
 
     def fail(self, error: str, traceback: str, log: str, history: dict | None = None, retry: bool = True) -> None:
-        """Store a failure; ``retry=False`` marks one that would only repeat itself (a diverged loss)."""
+        """Store a failure; ``retry=False`` marks one that would only repeat itself (a diverged loss). A
+        finished job that failed when trained again keeps its result; the failure goes to its log."""
+        if self.is_done():
+            kept = f"\n\n{now()} trained again (attempt {self.attempts()}), failed: {error}; the result above is kept\n"
+            self.store.write_bytes(self.file("log.txt"), (self._log() + kept + log + "\n" + traceback).encode())
+            return
         if history:
             self.store.write_json(self.file("history.json"), history)
         self.store.write_bytes(self.file("log.txt"), (log + "\n" + traceback).encode())

@@ -236,7 +236,7 @@ def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: 
 
         def on_epoch_begin(self, epoch, logs=None):
             if self.history is None:  # first epoch of this attempt: BackupAndRestore has restored by now
-                stored = (record.history() or {}) if epoch else {}
+                stored = (record.epochs() or {}) if epoch else {}
                 self.history = {key: values[:epoch] for key, values in stored.items()}
                 if epoch:
                     log.append(f"{now()} resumed after epoch {epoch} from the checkpoint")
@@ -247,7 +247,7 @@ def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: 
             logs = {k: float(v) for k, v in (logs or {}).items()}
             for key, value in logs.items():
                 self.history.setdefault(key, []).append(value)
-            record.store.write_json(record.file("history.json"), self.history)
+            record.write_epochs(self.history)
             shown = " ".join(f"{k}={v:.4g}" for k, v in logs.items())
             log.append(f"{now()} epoch {epoch + 1}/{job.training.epochs} {shown}")
             if not all(math.isfinite(v) for k, v in logs.items() if k.endswith("loss")):
@@ -323,7 +323,7 @@ def train(
         evaluate_s = time.perf_counter() - evaluate_clock
         history = store_history.history
         if history is None:  # the checkpoint restored a finished fit: every epoch is in the store already
-            history = record.history() or {}
+            history = record.epochs() or {}
             log.append(f"{now()} resumed after epoch {len(history.get('loss', []))} from the checkpoint")
         epochs_run = len(history.get("loss", []))
         log.append(f"{now()} test " + " ".join(f"{k}={v:.4g}" for k, v in test.items()))

@@ -117,5 +117,7 @@ def test_a_corrupt_store_entry_is_retrained_and_the_rest_kept(tmp_path):
     assert report.returncode == 0 and "Traceback" not in report.stderr, report.stdout + report.stderr
     again = smoke_run(results, "--in-process")
     assert again.returncode == 0 and "1 trained, 1 already stored" in again.stdout, again.stdout + again.stderr
+    notice = next(line for line in again.stdout.splitlines() if line.startswith("notice: dropout/"))
+    assert "result.json: not valid JSON" in notice and notice.endswith("; trained again"), notice
     assert json.loads((jobs[1] / "result.json").read_text()) == kept  # the finished job was not touched
     assert json.loads((jobs[0] / "result.json").read_text())["epochs_run"] == 1

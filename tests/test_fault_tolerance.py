@@ -1,20 +1,26 @@
 """Nothing is lost when a job, a node or the driver dies: jobs resume after their last finished epoch,
 with no epoch missing or repeated, and finished jobs are never retrained."""
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from helpers import ROOT
+from rich.console import Console
 
+from jobs import run
 from jobs.data import synthetic
+from jobs.executors import Executor, Outcome
 from jobs.loading import load_experiments
-from jobs.plan import expand
+from jobs.plan import data_key, expand
+from jobs.run import RunOptions, execute
 from jobs.store import Store
 from jobs.worker import JobFailed, train
 
@@ -36,7 +42,7 @@ def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
 
     with pytest.raises(JobFailed):
         train(job, data, str(tmp_path), die_after_epoch_3)
-    assert len(store.job(job.id).history()["loss"]) == 3
+    assert len(store.job(job.id).epochs()["loss"]) == 3
     output = train(job, data, str(tmp_path))
     assert "resumed after epoch 2 from the checkpoint" in output["log"]  # one epoch redone
     history = output["history"]
@@ -85,7 +91,7 @@ def test_a_job_outliving_its_driver_stops_once_a_newer_attempt_starts(tmp_path):
 
     with pytest.raises(JobFailed, match="Superseded: another process took this job over"):
         train(job, data, str(tmp_path), new_run_starts_at_epoch_2)
-    assert len(record.history()["loss"]) == 2  # nothing written after the newer attempt began
+    assert len(record.epochs()["loss"]) == 2  # nothing written after the newer attempt began
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -98,10 +104,12 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 def epochs_stored(results: Path) -> dict[str, int]:
+    """job id -> epochs in the store: the attempt in progress's, or the finished job's."""
     found = {}
     for folder in (results / "jobs").glob("*"):
+        history = folder / "epochs.json" if (folder / "epochs.json").exists() else folder / "history.json"
         try:
-            found[folder.name] = len(json.loads((folder / "history.json").read_text()).get("loss", []))
+            found[folder.name] = len(json.loads(history.read_text()).get("loss", []))
         except (FileNotFoundError, ValueError):
             found[folder.name] = 0
     return found
@@ -278,3 +286,38 @@ def test_ctrl_c_cancels_and_says_how_to_resume(tmp_path):
     store = Store(str(results))
     for job_id in store.job_ids():
         assert store.job(job_id).status()["state"] in ("running", "done")  # consistent, readable
+
+
+class RetrainsOneThenInterrupted(Executor):
+    """Trains the first job to the end, then is interrupted (Ctrl-C) in the second one's first epoch."""
+
+    def run(self, jobs, datasets, store_uri, on_progress=None):
+        first, second = jobs
+
+        def ctrl_c(job_id, epoch, epochs, logs):
+            raise KeyboardInterrupt
+
+        yield Outcome(first, output=train(first, datasets[data_key(first.dataset, True)], store_uri))
+        train(second, datasets[data_key(second.dataset, True)], store_uri, ctrl_c)
+
+    def cancel(self):
+        pass
+
+
+def test_force_interrupted_keeps_every_result_it_had_not_replaced_yet(tmp_path, monkeypatch):
+    (item,), _ = load_experiments([ROOT / "specs" / "l1.yaml"])
+    options = RunOptions(synthetic=True, max_epochs=2, executor="local")
+    store, console = Store(str(tmp_path)), Console(file=io.StringIO())
+    assert len(execute([item], store, options, console).finished) == 2
+    before = {job_id: (store.job(job_id).result(), store.job(job_id).history()) for job_id in store.job_ids()}
+    monkeypatch.setattr(run, "start_executor", lambda options: (RetrainsOneThenInterrupted(), [{"CPU": 2.0}], True))
+    with pytest.raises(KeyboardInterrupt):
+        execute([item], store, replace(options, force=True), console)
+    retrained = [j for j in store.job_ids() if store.job(j).result() != before[j][0]]
+    assert len(retrained) == 1  # the first job's new result replaced its old one
+    (interrupted,) = set(before) - set(retrained)
+    record = store.job(interrupted)
+    assert record.is_done() and (record.result(), record.history()) == before[interrupted]
+    assert len(record.epochs()["loss"]) == 1  # the new attempt's epoch, kept apart from the finished history
+    assert execute([item], store, options, console).skipped == 2  # a plain rerun keeps both
+    assert store.job(interrupted).result() == before[interrupted][0]

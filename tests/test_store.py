@@ -35,6 +35,27 @@ def test_a_second_attempt_counts_up_and_a_failure_keeps_its_traceback(tmp_path):
     assert record.start({}) == 2
 
 
+def test_a_finished_job_trained_again_keeps_its_result_until_the_new_one_lands(tmp_path):
+    record = Store(str(tmp_path)).job(JOB)
+    record.start({})
+    record.finish({"loss": [1.0]}, {"test": {"loss": 1.0}}, "first")
+    record.restart()
+    assert record.start({}) == 2 and record.is_done()  # --force: still the finished job meanwhile
+    record.write_epochs({"loss": [0.9]})
+    assert record.history() == {"loss": [1.0]} and record.result() == {"test": {"loss": 1.0}}
+    record.fail("RuntimeError: out of memory", "Traceback ...", "second")
+    assert record.is_done() and record.result() == {"test": {"loss": 1.0}}  # a failed retrain keeps it
+    log = (tmp_path / "jobs" / JOB / "log.txt").read_text()
+    assert log.startswith("first") and "failed: RuntimeError: out of memory; the result above is kept" in log
+    record.restart()
+    assert record.epochs() is None
+    record.start({})
+    record.write_epochs({"loss": [0.8]})
+    record.finish({"loss": [0.8]}, {"test": {"loss": 0.8}}, "third")
+    assert record.history() == {"loss": [0.8]} and record.result() == {"test": {"loss": 0.8}}
+    assert record.status()["attempt"] == 3 and record.epochs() is None
+
+
 def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path, monkeypatch):
     store = Store(str(tmp_path))
     path = store.path("experiments", "x.json")

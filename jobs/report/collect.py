@@ -91,7 +91,10 @@ def _read_job(store: Store, job_id: str) -> tuple[str, str, str, dict | None, di
     if state == "corrupt":
         return "corrupt", record.log_uri, "status.json is not valid JSON", None, None
     try:
-        history = record.history()
+        # a running job's epochs so far; a finished or failed one's whole history
+        history_file, history = (
+            ("epochs.json", record.epochs()) if state == "running" else ("history.json", record.history())
+        )
         result = record.result() if state == "done" else None
     except StoreCorrupt as error:
         return "corrupt", record.log_uri, str(error), None, None
@@ -104,7 +107,7 @@ def _read_job(store: Store, job_id: str) -> tuple[str, str, str, dict | None, di
             None,
         )
     if history is not None and not (isinstance(history, dict) and all(isinstance(v, list) for v in history.values())):
-        return "corrupt", record.log_uri, "history.json is not a dict of per-epoch lists", None, None
+        return "corrupt", record.log_uri, f"{history_file} is not a dict of per-epoch lists", None, None
     if state not in STATES:
         return "corrupt", record.log_uri, f"unknown state {state!r} in status.json", None, history
     error = str(status.get("error", "")) if status else "never started"
