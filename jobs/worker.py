@@ -233,9 +233,11 @@ def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: 
         """Keeps the history of every finished epoch in the store, trimmed to what the checkpoint restored."""
 
         history: dict | None = None
+        resumed_after = 0  # epochs the checkpoint restored: trained by an earlier attempt
 
         def on_epoch_begin(self, epoch, logs=None):
             if self.history is None:  # first epoch of this attempt: BackupAndRestore has restored by now
+                self.resumed_after = epoch
                 stored = (record.epochs() or {}) if epoch else {}
                 self.history = {key: values[:epoch] for key, values in stored.items()}
                 if epoch:
@@ -322,6 +324,7 @@ def train(
         test = model.evaluate(data.x_test, data.y_test, batch_size=job.training.batch_size, verbose=0, return_dict=True)
         evaluate_s = time.perf_counter() - evaluate_clock
         history = store_history.history
+        trained = len((history or {}).get("loss", [])) - store_history.resumed_after
         if history is None:  # the checkpoint restored a finished fit: every epoch is in the store already
             history = record.epochs() or {}
             log.append(f"{now()} resumed after epoch {len(history.get('loss', []))} from the checkpoint")
@@ -343,7 +346,9 @@ def train(
                 "fit_s": round(fit_s, 3),
                 "evaluate_s": round(evaluate_s, 3),
                 "total_s": round(time.perf_counter() - clock, 3),
-                "seconds_per_epoch": round(fit_s / max(1, epochs_run), 4),
+                # this attempt's epochs only: a resumed job's earlier ones were timed by another process
+                "epochs_trained": trained,
+                **({"seconds_per_epoch": round(fit_s / trained, 4)} if trained else {}),
             },
             "environment": {
                 **environment(job.backend, model.layers[0].dtype_policy.name, resources.num_cpus, resources.num_gpus),

@@ -48,6 +48,9 @@ def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
     history = output["history"]
     assert all(len(values) == 5 for values in history.values()), history
     assert output["result"]["epochs_run"] == 5
+    timings = output["result"]["timings"]
+    assert timings["epochs_trained"] == 3  # its speed: this attempt's time over this attempt's epochs
+    assert timings["seconds_per_epoch"] == pytest.approx(timings["fit_s"] / 3, abs=1e-3)
     record = store.job(job.id)
     assert Path(record.checkpoint_dir).is_dir()  # kept until the result is stored...
     record.finish(output["history"], output["result"], output["log"])
@@ -55,6 +58,7 @@ def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
     record.start(job.describe())
     restored = train(job, data, str(tmp_path))  # from scratch: no checkpoint is left
     assert "resumed" not in restored["log"] and len(restored["history"]["loss"]) == 5
+    assert restored["result"]["timings"]["epochs_trained"] == 5
 
 
 def test_a_bucket_store_keeps_the_checkpoint_for_a_retry_on_any_node():
