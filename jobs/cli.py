@@ -145,7 +145,9 @@ def parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="render the report from stored results (no training)")
     report.add_argument("--results", default="results", help="results folder or fsspec URI (default: ./results)")
-    report.add_argument("--out", type=Path, default=None, help="report folder (default: RESULTS/report)")
+    report.add_argument(
+        "--out", type=Path, default=None, help="report folder (default: RESULTS/report; ./report for a bucket)"
+    )
     return main
 
 
@@ -325,7 +327,9 @@ def render_report(store: Store, out: Path | None, console: Console) -> None:
 
 
 def cmd_report(args, console: Console) -> int:
-    render_report(open_store(args.results, must_exist=True), args.out, console)
+    store = open_store(args.results, must_exist=True)
+    # a bucket's report is read here, not written back into the bucket (which may well be read-only)
+    render_report(store, args.out or (None if store.local else Path("report")), console)
     return 0
 
 

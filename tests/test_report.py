@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from report_fixtures import curves, finish, fixture_id, golden_store, imdb_experiment, plan, suite_store
 
+from jobs.cli import main
 from jobs.report import build, write_report
 from jobs.store import Store
 
@@ -210,3 +211,13 @@ def test_results_stored_before_precision_was_recorded_count_as_float32(tmp_path)
     store.write_json(record.file("result.json"), result)
     text = write_report(store, tmp_path / "out")["summary.md"].read_text()
     assert "- Precision: float32, mixed_bfloat16" in text
+
+
+def test_a_buckets_report_renders_here_and_the_bucket_is_only_read(tmp_path, monkeypatch):
+    """`regimen report --results s3://...` (here fsspec's memory://) writes ./report, not into the bucket."""
+    uri = "memory://regimen-report-test/results"
+    store = golden_store(uri)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--results", uri]) == 0
+    assert (tmp_path / "report" / "index.html").is_file() and (tmp_path / "report" / "summary.md").is_file()
+    assert not store.fs.exists(store.path("report"))
