@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,11 +16,11 @@ import pytest
 from report_fixtures import curves, finish, fixture_id, golden_store, imdb_experiment, plan, suite_store
 
 from jobs.cli import main
-from jobs.report import build, write_report
+from jobs.report import build, labels, write_report
 from jobs.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
-OUTPUTS = {"index.html", "summary.md", "summary.csv", "summary.json"}
+OUTPUTS = {"index.html", "summary.md", "summary.csv", "claims.csv", "summary.json"}
 
 
 @pytest.fixture(scope="module")
@@ -121,14 +122,48 @@ def test_csv_has_a_row_per_variant_with_numbers(golden):
     assert float(penalty["test_binary_crossentropy_mean"]) < float(rows[-2]["test_binary_crossentropy_mean"])
     assert penalty["seed_printed_binary_crossentropy"] == "0.575"
     assert penalty["test_sparse_categorical_crossentropy_mean"] == ""
-    assert penalty["verdict"] == "confirmed"
+    assert penalty["experiment_verdict"] == "confirmed"
+
+
+def test_claims_csv_has_each_claims_verdict_and_paired_numbers(golden):
+    _, paths = golden
+    rows = {r["claim"]: r for r in csv.DictReader(io.StringIO(paths["claims.csv"].read_text()))}
+    assert len(rows) == 4
+    penalty = rows["`penalty` has lower test binary cross-entropy than `basic`"]
+    assert (penalty["experiment"], penalty["kind"], penalty["verdict"]) == ("reg", "comparison", "confirmed")
+    assert (penalty["seeds"], penalty["seeds_the_claimed_way"]) == ("3", "3")
+    assert float(penalty["mean"]) < 0 and float(penalty["t"]) >= float(penalty["t_critical"]) > 0
+    one_seed = rows["`wide` has lower test binary cross-entropy than `basic`"]
+    assert one_seed["verdict"] == "inconclusive" and one_seed["t"] == one_seed["std"] == ""
+
+
+def test_the_answer_says_how_big_the_paired_difference_is_and_if_it_is_more_than_noise(golden):
+    report, _ = build(golden[0])
+    reg = next(s for s in report.experiments if s.name == "reg")
+    verdict = reg.verdicts[0]
+    assert f"lower by {labels.pm(-verdict.mean, verdict.std)}" in reg.answer
+    assert "the claimed way in 3 of 3 seeds: more than noise (t = " in reg.answer
+
+
+def test_synthetic_experiments_beside_real_ones_are_named_in_the_banner_and_marked_in_the_overview(tmp_path):
+    store = suite_store(tmp_path / "results", seeds=1, synthetic=False)
+    synthetic = suite_store(tmp_path / "synthetic", seeds=1, synthetic=True)
+    shutil.copytree(tmp_path / "synthetic" / "jobs", tmp_path / "results" / "jobs", dirs_exist_ok=True)
+    for name in ("l1", "l2"):  # two experiments of a synthetic run next to the real ones
+        store.write_experiment(name, synthetic.read_experiment(name))
+    md = write_report(store, tmp_path / "out")["summary.md"].read_text()
+    banner = next(line for line in md.splitlines() if "**SYNTHETIC DATA.**" in line)
+    assert "2 of the 6 experiments here come from generated data" in banner and ": l1, l2." in banner
+    overview = md.split("## Overview")[1].split("## Run")[0]
+    marked = [line for line in overview.splitlines() if "SYNTHETIC data" in line]
+    assert len(marked) == 2 and all("[L1" in line or "[L2" in line for line in marked), marked
 
 
 def test_seed_numbers_are_shown_beside_ours_with_a_note_where_the_seed_mislabelled_them(tmp_path):
     paths = write_report(suite_store(tmp_path / "results", seeds=2), tmp_path / "out")
     md = paths["summary.md"].read_text()
-    assert "(seed printed 3.821 vs 0.748)" in md
-    assert 'the seed printed this categorical cross-entropy under the label "accuracy"' in md
+    assert "(the course printed 3.821 vs 0.748)" in md
+    assert 'the course printed this categorical cross-entropy under the label "accuracy"' in md
     assert "test accuracy ↑" in md and "test categorical cross-entropy ↓" in md
 
 
@@ -200,7 +235,7 @@ def test_a_fresh_process_reports_the_suite_without_tensorflow_or_ray(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert int(done.stdout.split()[0]) == 4 + 6
+    assert int(done.stdout.split()[0]) == len(OUTPUTS) + 6  # and a figure per experiment
 
 
 def test_results_stored_before_precision_was_recorded_count_as_float32(tmp_path):

@@ -134,7 +134,7 @@ def test_labels_name_metrics_and_their_direction():
     )
     assert labels.describe("sparse_categorical_crossentropy").endswith("lower is better)")
     note = labels.seed_note("sparse_categorical_crossentropy", "accuracy")
-    assert note == 'the seed printed this categorical cross-entropy under the label "accuracy"'
+    assert note == 'the course printed this categorical cross-entropy under the label "accuracy"'
     assert labels.seed_note("binary_crossentropy", None) == ""
 
 

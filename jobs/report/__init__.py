@@ -1,4 +1,5 @@
-"""The aggregated report: the results store -> ``index.html``, ``summary.md|csv|json`` and figure PNGs.
+"""The aggregated report: the results store -> ``index.html``, ``summary.md|csv|json``, ``claims.csv`` and
+figure PNGs.
 
 A pure reduction of stored results: nothing here trains or imports TensorFlow, so ``regimen report``
 re-renders in seconds. The steps, one module each: :mod:`collect` reads the store, :mod:`reduce` does
@@ -15,7 +16,7 @@ from jobs.report.collect import collect
 from jobs.report.document import document
 from jobs.report.figures import learning_curves
 from jobs.report.reduce import Report, reduce
-from jobs.report.render import csv_text, html, json_text, markdown
+from jobs.report.render import claims_csv_text, csv_text, html, json_text, markdown
 from jobs.store import Store
 
 __all__ = ["Report", "build", "write_report"]
@@ -35,6 +36,7 @@ def write_report(store: Store, out_dir: Path) -> dict[str, Path]:
     outputs: dict[str, bytes] = {f"figures/{name}.png": png for name, png in figures.items()}
     outputs["summary.md"] = markdown(blocks).encode()
     outputs["summary.csv"] = csv_text(report).encode()
+    outputs["claims.csv"] = claims_csv_text(report).encode()
     outputs["summary.json"] = json_text(report).encode()
     outputs["index.html"] = html(blocks, figures).encode()
     written = {}

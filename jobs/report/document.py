@@ -85,7 +85,16 @@ def document(report: Report, figures: set[str]) -> list[Block]:
 
 def banners(report: Report) -> list[Block]:
     found: list[Block] = []
-    if report.synthetic:
+    synthetic = [s.name for s in report.experiments if s.synthetic]
+    if report.synthetic and len(synthetic) < len(report.experiments) and synthetic:
+        found.append(
+            Banner(
+                f"**SYNTHETIC DATA.** {len(synthetic)} of the {len(report.experiments)} experiments here come from "
+                f"generated data with the real shapes, not from the real datasets: {', '.join(synthetic)}. Their "
+                "results show that the pipeline works and say nothing about the techniques."
+            )
+        )
+    elif report.synthetic:
         found.append(
             Banner(
                 "**SYNTHETIC DATA.** These results come from generated data with the real shapes, not from the "
@@ -113,13 +122,16 @@ def banners(report: Report) -> list[Block]:
 
 def overview(report: Report) -> list[Block]:
     rows = []
+    # beside real results, each synthetic verdict is marked (the banner names them; it covers an all-synthetic report)
+    mixed = len({s.synthetic for s in report.experiments if not s.error}) > 1
     for summary in report.experiments:
         title = summary.title or summary.name
         link = f"[{title}](#{slug(heading_text(summary))})"
         if summary.error:
             rows.append((link, "", f"manifest unreadable: {summary.error}", "**corrupt**"))
         else:
-            rows.append((link, summary.question, summary.answer, f"**{summary.verdict}**"))
+            synthetic = " (SYNTHETIC data)" if mixed and summary.synthetic else ""
+            rows.append((link, summary.question, summary.answer, f"**{summary.verdict}**{synthetic}"))
     metrics = sorted({m for s in report.experiments for v in s.variants for m in v.test})
     return [
         Heading(2, "Overview"),
@@ -129,7 +141,8 @@ def overview(report: Report) -> list[Block]:
             "**Metrics.** "
             + "; ".join(f"{labels.describe(m)} {arrow(m)}" for m in metrics)
             + ". Test metrics come from `evaluate` on the test set after the last epoch. "
-            "Numbers the seed document printed are shown beside ours, under the metric they measure."
+            "Numbers the course's own scripts printed (the seed document) are shown beside ours, under the metric "
+            "they measure."
         ),
     ]
 
@@ -210,7 +223,7 @@ def experiment(summary: ExperimentSummary, has_figure: bool) -> list[Block]:
         if m in v.seed_printed_as
     ]
     if notes:
-        blocks.append(Paragraph("**Seed labels.** " + " ".join(notes)))
+        blocks.append(Paragraph("**Course labels.** " + " ".join(notes)))
     if summary.verdicts:
         blocks.append(Heading(3, f"Claims of {summary.name}"))
         blocks.append(Items(tuple(_claim(v) for v in summary.verdicts)))
@@ -227,7 +240,7 @@ def variant_table(summary: ExperimentSummary) -> Table:
         "batch size",
         "seeds",
         *(f"test {labels.name(m)} {arrow(m)}" for m in metrics),
-        "seed printed",
+        "course printed",
         f"best validation epoch ({labels.name(metric)})",
         f"gap: validation − training {labels.name(metric)} at the end",
         "training time",

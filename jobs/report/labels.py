@@ -34,8 +34,8 @@ def describe(metric: str) -> str:
 
 
 def seed_note(metric: str, printed_as: str | None) -> str:
-    """A warning to print beside a seed number that the seed document labelled as something else."""
-    return f'the seed printed this {name(metric)} under the label "{printed_as}"' if printed_as else ""
+    """A warning to print beside a number that the course's script printed under another metric's label."""
+    return f'the course printed this {name(metric)} under the label "{printed_as}"' if printed_as else ""
 
 
 def decimals(value: float) -> int:
@@ -65,7 +65,7 @@ def pm(mean: float, std: float | None) -> str:
 
 
 def printed(value: float) -> str:
-    """A number the seed document printed, as it printed it (up to four significant digits, no padding)."""
+    """A number the course's script printed, as it printed it (up to four significant digits, no padding)."""
     return f"{value:.4g}"
 
 

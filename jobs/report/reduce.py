@@ -364,17 +364,31 @@ def answer(claim: Claim, variants: dict[str, VariantSummary], verdict: Verdict) 
         text = f"{prefix}: `{claim.variant}` {what} {mine.text()} vs {theirs.text()} for `{claim.other}`"
         seed_other = variants[claim.other].seed_printed.get(claim.metric)
         if seed is not None and seed_other is not None:
-            text += f" (seed printed {labels.printed(seed)} vs {labels.printed(seed_other)})"
-        return text + "."
+            text += f" (the course printed {labels.printed(seed)} vs {labels.printed(seed_other)})"
+        return text + (f"; {paired(verdict)}." if verdict.t is not None else ".")
     bound = f"≥ {claim.at_least:g}" if claim.at_least is not None else f"≤ {claim.at_most:g}"
     text = f"{_YES_NO[verdict.verdict]}: `{claim.variant}` {what} {mine.text()}, {bound} in {verdict.agree} of "
     text += f"{len(verdict.values)} seeds"
     if seed is not None:
-        text += f" (seed printed {labels.printed(seed)})"
+        text += f" (the course printed {labels.printed(seed)})"
     return text + "."
 
 
-_YES_NO = {"confirmed": "Yes", "refuted": "No", "inconclusive": "Not shown"}
+def paired(verdict: Verdict) -> str:
+    """How big a compared difference is and whether it stands out of the seed-to-seed noise, in words."""
+    n, t, critical = len(verdict.values), verdict.t, verdict.t_critical
+    size = f"{'lower' if verdict.mean < 0 else 'higher'} by {labels.pm(abs(verdict.mean), verdict.std)}"
+    if verdict.mean == 0:
+        size = "no different on average"
+    noise = {
+        "confirmed": f"more than noise (t = {labels.num(t)} ≥ {critical:g})",
+        "refuted": f"more than noise, the other way (t = {labels.num(t)} ≤ −{critical:g})",
+        "inconclusive": f"within noise (|t| = {labels.num(abs(t))} < {critical:g})",
+    }[verdict.verdict]
+    return f"paired per seed, {size}, the claimed way in {verdict.agree} of {n} seeds: {noise}"
+
+
+_YES_NO = {"confirmed": "Yes", "refuted": "No", "inconclusive": "Inconclusive"}
 
 
 def summarise_experiment(entry: ExperimentRuns) -> ExperimentSummary:

@@ -130,7 +130,7 @@ def csv_text(report: Report) -> str:
         "fit_s_mean",
         "seconds_per_epoch_mean",
         "device",
-        "verdict",
+        "experiment_verdict",
     ]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, lineterminator="\n")
@@ -155,13 +155,44 @@ def csv_text(report: Report) -> str:
                 "fit_s_mean": v.fit_s.mean if v.fit_s else None,
                 "seconds_per_epoch_mean": v.seconds_per_epoch.mean if v.seconds_per_epoch else None,
                 "device": ";".join(v.devices),
-                "verdict": s.verdict,
+                "experiment_verdict": s.verdict,
             }
             for m in metrics:
                 stat = v.test.get(m)
                 row[f"test_{m}_mean"] = stat.mean if stat else None
                 row[f"test_{m}_std"] = stat.std if stat else None
                 row[f"seed_printed_{m}"] = v.seed_printed.get(m)
+            writer.writerow({k: _csv_value(x) for k, x in row.items()})
+    return buffer.getvalue()
+
+
+CLAIM_COLUMNS = (
+    "experiment",
+    "claim",
+    "metric",
+    "kind",
+    "verdict",
+    "seeds",
+    "seeds_the_claimed_way",
+    "mean",
+    "std",
+    "t",
+    "t_critical",
+    "reason",
+)
+
+
+def claims_csv_text(report: Report) -> str:
+    """One row per claim: its verdict and the numbers behind it (for a comparison, the paired per-seed
+    difference A - B; for a threshold, the variant's value)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, CLAIM_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for s in report.experiments:
+        for v in s.verdicts:
+            row = {"experiment": s.name, **{k: getattr(v, k) for k in ("claim", "metric", "kind", "verdict")}}
+            row |= {"seeds": len(v.values), "seeds_the_claimed_way": v.agree, "mean": v.mean, "std": v.std}
+            row |= {"t": v.t, "t_critical": v.t_critical, "reason": v.reason}
             writer.writerow({k: _csv_value(x) for k, x in row.items()})
     return buffer.getvalue()
 
