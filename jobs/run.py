@@ -22,7 +22,7 @@ from jobs.loading import LoadedExperiment
 from jobs.plan import Job, data_key, expand, seeds_of
 from jobs.progress import Progress
 from jobs.resources import check
-from jobs.store import Store, now
+from jobs.store import Store, StoreCorrupt, now
 
 
 class RunRefused(Exception):
@@ -98,6 +98,19 @@ def pending_jobs(jobs: list[Job], store: Store, force: bool) -> tuple[list[Job],
         else:
             to_run.append(job)
     return to_run, finished, kept
+
+
+def fewer_seeds(store: Store, name: str, seeds: int) -> list[str]:
+    """A notice when this run plans fewer seeds of an experiment than the run before it: the report follows
+    the latest run, so the other seeds' results, still stored, drop out of it."""
+    with contextlib.suppress(StoreCorrupt, KeyError, TypeError, ValueError):  # no readable record before: no notice
+        before = int(store.read_experiment(name)["run"]["seeds"])
+        if before > seeds:
+            return [
+                f"{name}: the report shows {seeds} seed(s) of it now, the run before planned {before}; their "
+                f"results stay stored (--seeds {before} reports them again; stored jobs are not retrained)"
+            ]
+    return []
 
 
 def locate_datasets(jobs: list[Job], data_dir: Path | None) -> dict[str, tuple]:
@@ -264,11 +277,13 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
         summary.notices += feasibility.notices + executor.notices(to_run)
         datasets = read_datasets(located)
     for order, loaded in enumerate(experiments):
-        store.write_experiment(loaded.experiment.name, manifest(loaded, order, jobs, options))
-    if not to_run:
-        return summary
+        planned = manifest(loaded, order, jobs, options)
+        summary.notices += fewer_seeds(store, loaded.experiment.name, planned["run"]["seeds"])
+        store.write_experiment(loaded.experiment.name, planned)
     for notice in summary.notices:
         console.print(f"notice: {notice}", markup=False)
+    if not to_run:
+        return summary
     for job in to_run:
         record = store.job(job.id)
         if options.force:

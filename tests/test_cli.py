@@ -132,3 +132,16 @@ def test_unusable_stores_and_resources_exit_2_in_one_line(args, expected):
     done = regimen(*args)
     assert done.returncode == 2 and done.stdout.startswith(expected), done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_run_with_fewer_seeds_than_the_last_says_the_report_shrinks(capsys, in_root, tmp_path):
+    from report_fixtures import suite_store
+
+    suite_store(tmp_path, seeds=3)  # every job of a finished `--seeds 3` run: nothing left to train
+    assert main(["run", "specs/batchnorm.yaml", "--synthetic", "--results", str(tmp_path), "--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert "2 jobs: 0 trained, 2 already stored" in out, out
+    assert "notice: batchnorm: the report shows 1 seed(s) of it now, the run before planned 3" in out
+    assert "--seeds 3 reports them again" in out
+    assert main(["run", "specs/batchnorm.yaml", "--synthetic", "--results", str(tmp_path), "--no-report"]) == 0
+    assert "notice" not in capsys.readouterr().out  # the same seeds as the run before
