@@ -35,8 +35,9 @@ ROWS = {"imdb": (25_000, 25_000), "mnist": (60_000, 10_000), "fashion_mnist": (6
 #: Keras' imdb.load_data defaults, kept so that our arrays equal Keras' own.
 IMDB_SHUFFLE_SEED, IMDB_START_CHAR, IMDB_OOV_CHAR, IMDB_INDEX_FROM = 113, 1, 2, 3
 STAGE_HINT = (
-    "stage the files with `regimen data --data-dir DIR` (it prints what goes where) and pass "
-    "--data-dir DIR, or run `make demo` for a run on SYNTHETIC data"
+    "put the canonical files in a folder DIR (`regimen data --data-dir DIR` lists which files go where; "
+    "`make data DIR=...` stages the ones that can be had offline) and pass --data-dir DIR, or run `make demo` "
+    "for a run on SYNTHETIC data"
 )
 
 
