@@ -29,7 +29,13 @@ class SpecError:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.path}: {self.message}" if self.path else f"{self.file}: {self.message}"
+        line = f"{self.file}: {self.path}: {self.message}" if self.path else f"{self.file}: {self.message}"
+        return one_line(line)
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (a YAML key may hold a newline): an error stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True)
