@@ -100,17 +100,30 @@ def pending_jobs(jobs: list[Job], store: Store, force: bool) -> tuple[list[Job],
     return to_run, finished, kept
 
 
-def fewer_seeds(store: Store, name: str, seeds: int) -> list[str]:
-    """A notice when this run plans fewer seeds of an experiment than the run before it: the report follows
-    the latest run, so the other seeds' results, still stored, drop out of it."""
-    with contextlib.suppress(StoreCorrupt, KeyError, TypeError, ValueError):  # no readable record before: no notice
-        before = int(store.read_experiment(name)["run"]["seeds"])
-        if before > seeds:
-            return [
-                f"{name}: the report shows {seeds} seed(s) of it now, the run before planned {before}; their "
-                f"results stay stored (--seeds {before} reports them again; stored jobs are not retrained)"
-            ]
-    return []
+def left_out_of_report(store: Store, planned: dict) -> list[str]:
+    """A notice when finished jobs that the run before planned for an experiment are not in this run's
+    plan (``planned``, its manifest): the report follows the latest run, so they drop out of it, though
+    they stay stored. Where they are only the run before's extra seeds, it says how to report them again."""
+    name = planned["experiment"]["name"]
+    try:
+        before = store.read_experiment(name)
+        uses_before = {(j["variant"], j["seed"]): j["job_id"] for j in before["jobs"]}
+        seeds_before = int(before["run"]["seeds"])
+    except (StoreCorrupt, KeyError, TypeError, ValueError):  # no readable manifest before: nothing to compare
+        return []
+    uses_now = {(j["variant"], j["seed"]): j["job_id"] for j in planned["jobs"]}
+    left_out = {use: job_id for use, job_id in uses_before.items() if job_id not in set(uses_now.values())}
+    left_out = {use: job_id for use, job_id in left_out.items() if store.job(job_id).is_done()}
+    if not left_out:
+        return []
+    notice = (
+        f"{name}: {len(left_out)} finished job(s) of the run before are not in this run's plan, so the report "
+        "leaves them out (they stay stored)"
+    )
+    same_settings = all(uses_before.get(use, job_id) == job_id for use, job_id in uses_now.items())
+    if same_settings and all(seed >= planned["run"]["seeds"] for _, seed in left_out):
+        notice += f"; they are seeds this run does not plan: --seeds {seeds_before} reports them again"
+    return [notice]
 
 
 def locate_datasets(jobs: list[Job], data_dir: Path | None) -> dict[str, tuple]:
@@ -278,7 +291,7 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
         datasets = read_datasets(located)
     for order, loaded in enumerate(experiments):
         planned = manifest(loaded, order, jobs, options)
-        summary.notices += fewer_seeds(store, loaded.experiment.name, planned["run"]["seeds"])
+        summary.notices += left_out_of_report(store, planned)
         store.write_experiment(loaded.experiment.name, planned)
     for notice in summary.notices:
         console.print(f"notice: {notice}", markup=False)

@@ -177,6 +177,18 @@ class JobRecord:
         """The attempt in progress: the metrics of every epoch it finished."""
         return self.store.read_json(self.file("epochs.json"))
 
+    def resumable_epochs(self) -> dict:
+        """What a resuming attempt continues from: the epochs the unfinished attempt stored; {} when there
+        are none or they cannot be read. Jobs interrupted before ``epochs.json`` existed kept them in
+        ``history.json``."""
+        try:
+            found = self.epochs()
+            if found is None and not self.is_done():
+                found = self.history()
+        except StoreCorrupt:
+            return {}
+        return found if isinstance(found, dict) else {}
+
     def write_epochs(self, epochs: dict) -> None:
         self.store.write_json(self.file("epochs.json"), epochs)
 
@@ -188,24 +200,30 @@ class JobRecord:
         return self.store.read_json(self.file("job.json"))
 
     def is_done(self) -> bool:
-        """Finished with a readable result; a corrupt or half-written entry is not finished."""
-        status = self.status()
-        if not status or status.get("state") != "done":
-            return False
+        """Finished, with a result and history that can be read; a corrupt or half-written entry is not."""
+        return (self.status() or {}).get("state") == "done" and self.read_finished()[2] is None
+
+    def read_finished(self) -> tuple[dict | None, dict | None, str | None]:
+        """(result, history, None) of a job whose status says done; (None, None, why) where its entry is
+        not a finished job's."""
         try:
-            return self.result() is not None
-        except StoreCorrupt:
-            return False
+            result, history = self.result(), self.history()
+        except StoreCorrupt as error:
+            return None, None, str(error)
+        if not isinstance((result or {}).get("test"), dict):
+            return None, None, f"{self.store.uri_of('jobs', self.id, 'result.json')} is missing or has no test metrics"
+        per_epoch = isinstance(history, dict) and all(isinstance(v, list) for v in history.values())
+        if history is not None and not per_epoch:
+            return None, None, f"{self.store.uri_of('jobs', self.id, 'history.json')} is not per-epoch lists"
+        return result, history, None
 
     def unreadable(self) -> str | None:
-        """Why what is stored for this job cannot be read; None when it can, or nothing is stored."""
+        """Why what is stored for this job cannot be used; None when it can, or nothing is stored."""
         try:
             status = self.store.read_json(self.file("status.json"))
-            if (status or {}).get("state") == "done" and self.result() is None:
-                return f"{self.store.uri_of('jobs', self.id, 'status.json')} says done, but there is no result.json"
         except StoreCorrupt as error:
             return str(error)
-        return None
+        return self.read_finished()[2] if (status or {}).get("state") == "done" else None
 
     def attempts(self) -> int:
         return int((self.status() or {}).get("attempt", 0))
@@ -233,10 +251,11 @@ class JobRecord:
             local.write_bytes(self.store.fs.cat_file(remote))
 
     def _drop_attempt(self) -> None:
-        if self.store.fs.exists(self.file("epochs.json")):
-            self.store.fs.rm(self.file("epochs.json"))
+        # the checkpoint first: a crash in between must not leave a checkpoint without its epochs
         if self.store.fs.exists(self.checkpoint_dir):
             self.store.fs.rm(self.checkpoint_dir, recursive=True)
+        if self.store.fs.exists(self.file("epochs.json")):
+            self.store.fs.rm(self.file("epochs.json"))
 
     def claim(self) -> str:
         """Make the calling process the job's owner; returns its token (see :meth:`owned_by`)."""
@@ -276,6 +295,7 @@ class JobRecord:
         if self.is_done():
             kept = f"\n\n{now()} trained again (attempt {self.attempts()}), failed: {error}; the result above is kept\n"
             self.store.write_bytes(self.file("log.txt"), (self._log() + kept + log + "\n" + traceback).encode())
+            self._drop_attempt()  # nothing resumes it: later runs keep the result, --force starts over
             return
         if history:
             self.store.write_json(self.file("history.json"), history)

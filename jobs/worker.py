@@ -50,6 +50,11 @@ class Diverged(Exception):
     """The loss became NaN or infinite: a result of the job, not a failure to retry."""
 
 
+class CheckpointWithoutHistory(Exception):
+    """The checkpoint restored more epochs than the store holds the metrics of: resuming from it would
+    leave the history with epochs missing."""
+
+
 class Superseded(Exception):
     """Another process now owns this job (a newer run, or Ray's retry while this one outlived its node):
     stop before writing more."""
@@ -224,6 +229,20 @@ def environment(backend: str, precision: str, num_cpus: float, num_gpus: float) 
     }
 
 
+def restored_history(record: JobRecord, epochs: int) -> dict:
+    """The stored metrics of the first ``epochs`` epochs, which the checkpoint restored. Where the store
+    lacks some, the checkpoint is dropped and the job fails, to be trained from its first epoch next time."""
+    stored = record.resumable_epochs() if epochs else {}
+    have = len(stored.get("loss", []))
+    if have < epochs:
+        record.restart()
+        raise CheckpointWithoutHistory(
+            f"the checkpoint was at epoch {epochs} but the store holds the metrics of {have} epochs; "
+            "the checkpoint is dropped and the next run trains this job from its first epoch"
+        )
+    return {key: values[:epochs] for key, values in stored.items()}
+
+
 def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: list[str]):
     import keras
 
@@ -233,13 +252,11 @@ def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: 
         """Keeps the history of every finished epoch in the store, trimmed to what the checkpoint restored."""
 
         history: dict | None = None
-        resumed_after = 0  # epochs the checkpoint restored: trained by an earlier attempt
+        trained = 0  # epochs this attempt trained (a resumed job's earlier ones were another process's)
 
         def on_epoch_begin(self, epoch, logs=None):
             if self.history is None:  # first epoch of this attempt: BackupAndRestore has restored by now
-                self.resumed_after = epoch
-                stored = (record.epochs() or {}) if epoch else {}
-                self.history = {key: values[:epoch] for key, values in stored.items()}
+                self.history = restored_history(record, epoch)
                 if epoch:
                     log.append(f"{now()} resumed after epoch {epoch} from the checkpoint")
 
@@ -249,6 +266,7 @@ def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: 
             logs = {k: float(v) for k, v in (logs or {}).items()}
             for key, value in logs.items():
                 self.history.setdefault(key, []).append(value)
+            self.trained += 1
             record.write_epochs(self.history)
             shown = " ".join(f"{k}={v:.4g}" for k, v in logs.items())
             log.append(f"{now()} epoch {epoch + 1}/{job.training.epochs} {shown}")
@@ -323,11 +341,10 @@ def train(
         evaluate_clock = time.perf_counter()
         test = model.evaluate(data.x_test, data.y_test, batch_size=job.training.batch_size, verbose=0, return_dict=True)
         evaluate_s = time.perf_counter() - evaluate_clock
-        history = store_history.history
-        trained = len((history or {}).get("loss", [])) - store_history.resumed_after
+        history, trained = store_history.history, store_history.trained
         if history is None:  # the checkpoint restored a finished fit: every epoch is in the store already
-            history = record.epochs() or {}
-            log.append(f"{now()} resumed after epoch {len(history.get('loss', []))} from the checkpoint")
+            history = restored_history(record, job.training.epochs)
+            log.append(f"{now()} resumed after epoch {job.training.epochs} from the checkpoint")
         epochs_run = len(history.get("loss", []))
         log.append(f"{now()} test " + " ".join(f"{k}={v:.4g}" for k, v in test.items()))
         result = {

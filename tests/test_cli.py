@@ -134,14 +134,18 @@ def test_unusable_stores_and_resources_exit_2_in_one_line(args, expected):
     assert "Traceback" not in done.stdout + done.stderr
 
 
-def test_a_run_with_fewer_seeds_than_the_last_says_the_report_shrinks(capsys, in_root, tmp_path):
+def test_a_run_that_leaves_finished_jobs_out_of_the_report_says_so(capsys, in_root, tmp_path):
     from report_fixtures import suite_store
 
     suite_store(tmp_path, seeds=3)  # every job of a finished `--seeds 3` run: nothing left to train
-    assert main(["run", "specs/batchnorm.yaml", "--synthetic", "--results", str(tmp_path), "--no-report"]) == 0
+    run = ["run", "specs/batchnorm.yaml", "--synthetic", "--results", str(tmp_path), "--no-report"]
+    assert main(run) == 0
     out = capsys.readouterr().out
     assert "2 jobs: 0 trained, 2 already stored" in out, out
-    assert "notice: batchnorm: the report shows 1 seed(s) of it now, the run before planned 3" in out
-    assert "--seeds 3 reports them again" in out
-    assert main(["run", "specs/batchnorm.yaml", "--synthetic", "--results", str(tmp_path), "--no-report"]) == 0
-    assert "notice" not in capsys.readouterr().out  # the same seeds as the run before
+    notice = "notice: batchnorm: 4 finished job(s) of the run before are not in this run's plan, so the report "
+    assert notice + "leaves them out (they stay stored); they are seeds this run does not plan: --seeds 3" in out
+    assert main(run) == 0
+    assert "notice" not in capsys.readouterr().out  # the same jobs as the run before
+    assert main([*run, "--max-epochs", "1", "--in-process"]) == 0  # other settings: other jobs, no --seeds tip
+    out = capsys.readouterr().out
+    assert "notice: batchnorm: 2 finished job(s) of the run before" in out and "--seeds" not in out, out

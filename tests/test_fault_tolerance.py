@@ -61,6 +61,45 @@ def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
     assert restored["result"]["timings"]["epochs_trained"] == 5
 
 
+def test_a_job_interrupted_before_epochs_json_existed_resumes_from_its_history_json(tmp_path):
+    job = dropout_jobs(4)[0]
+    data = synthetic(job.dataset, train=500, test=200)
+    record = Store(str(tmp_path)).job(job.id)
+    record.start(job.describe())
+
+    def die_after_epoch_2(job_id, epoch, epochs, logs):
+        if epoch == 2:
+            raise RuntimeError("node lost")
+
+    with pytest.raises(JobFailed):
+        train(job, data, str(tmp_path), die_after_epoch_2)
+    Path(record.file("epochs.json")).rename(record.file("history.json"))  # where earlier versions kept it
+    output = train(job, data, str(tmp_path))
+    assert "resumed after epoch 1 from the checkpoint" in output["log"]
+    assert all(len(values) == 4 for values in output["history"].values())
+
+
+def test_a_checkpoint_without_the_history_of_its_epochs_is_dropped_not_resumed(tmp_path):
+    job = dropout_jobs(4)[0]
+    data = synthetic(job.dataset, train=500, test=200)
+    record = Store(str(tmp_path)).job(job.id)
+    record.start(job.describe())
+
+    def die_after_epoch_3(job_id, epoch, epochs, logs):
+        if epoch == 3:
+            raise RuntimeError("node lost")
+
+    with pytest.raises(JobFailed):
+        train(job, data, str(tmp_path), die_after_epoch_3)
+    record.write_epochs({"loss": [0.7]})  # the store lost epochs the checkpoint has
+    with pytest.raises(JobFailed, match="CheckpointWithoutHistory: the checkpoint was at epoch 2 but the store"):
+        train(job, data, str(tmp_path))
+    assert not Path(record.checkpoint_dir).exists() and record.epochs() is None
+    output = train(job, data, str(tmp_path))  # the next attempt: from the first epoch, whole history
+    assert "resumed" not in output["log"] and all(len(values) == 4 for values in output["history"].values())
+    assert output["result"]["timings"]["epochs_trained"] == 4
+
+
 def test_a_bucket_store_keeps_the_checkpoint_for_a_retry_on_any_node():
     """A store Keras cannot write (s3://, here fsspec's memory://) gets a copy after every epoch."""
     job = dropout_jobs(4)[0]

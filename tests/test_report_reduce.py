@@ -7,7 +7,18 @@ import math
 import pytest
 
 from jobs.report import labels
-from jobs.report.reduce import best_epoch, combined, compare, curve, generalisation_gap, stat, t_critical, threshold
+from jobs.report.collect import Run
+from jobs.report.reduce import (
+    best_epoch,
+    combined,
+    compare,
+    curve,
+    generalisation_gap,
+    stat,
+    t_critical,
+    threshold,
+    values_by_seed,
+)
 from jobs.spec import Claim
 
 LOWER = Claim(variant="l1", metric="binary_crossentropy", lower_than="basic")
@@ -24,6 +35,13 @@ def test_stat_is_mean_and_sample_std():
 def test_stat_of_one_value_has_no_std_and_of_none_is_none():
     assert stat([0.7]) == stat([0.7]).__class__(0.7, None, 1)
     assert stat([]) is None
+
+
+def test_a_nan_or_infinite_value_has_a_mean_but_no_spread_and_no_verdict_rests_on_it():
+    assert stat([math.nan, 1.0]).std is None and math.isnan(stat([math.nan, 1.0]).mean)
+    assert stat([math.inf, 1.0]) == stat([1.0]).__class__(math.inf, None, 2)
+    runs = [Run("basic", s, f"{s}", "done", result={"test": {"loss": v}}) for s, v in enumerate([0.5, math.nan, 0.7])]
+    assert values_by_seed(runs, "basic", "loss") == {0: 0.5, 2: 0.7}
 
 
 def test_curve_averages_per_epoch_over_the_epochs_every_seed_has():

@@ -45,6 +45,7 @@ def test_a_finished_job_trained_again_keeps_its_result_until_the_new_one_lands(t
     assert record.history() == {"loss": [1.0]} and record.result() == {"test": {"loss": 1.0}}
     record.fail("RuntimeError: out of memory", "Traceback ...", "second")
     assert record.is_done() and record.result() == {"test": {"loss": 1.0}}  # a failed retrain keeps it
+    assert record.epochs() is None  # and its attempt is dropped: nothing would ever resume it
     log = (tmp_path / "jobs" / JOB / "log.txt").read_text()
     assert log.startswith("first") and "failed: RuntimeError: out of memory; the result above is kept" in log
     record.restart()

@@ -90,30 +90,17 @@ def _read_job(store: Store, job_id: str) -> tuple[str, str, str, dict | None, di
     state = (status or {}).get("state", "missing")
     if state == "corrupt":
         return "corrupt", record.log_uri, "status.json is not valid JSON", None, None
-    try:
-        # a running job's epochs so far; a finished or failed one's whole history
-        history_file, history = (
-            ("epochs.json", record.epochs()) if state == "running" else ("history.json", record.history())
-        )
-        result = record.result() if state == "done" else None
-    except StoreCorrupt as error:
-        return "corrupt", record.log_uri, str(error), None, None
-    if state == "done" and not isinstance((result or {}).get("test"), dict):
-        return (
-            "corrupt",
-            record.log_uri,
-            "status says done but result.json is missing or has no test metrics",
-            None,
-            None,
-        )
-    if history is not None and not (isinstance(history, dict) and all(isinstance(v, list) for v in history.values())):
-        return "corrupt", record.log_uri, f"{history_file} is not a dict of per-epoch lists", None, None
+    if state == "done":  # only a finished job's numbers are reported
+        result, history, problem = record.read_finished()
+        if problem:
+            return "corrupt", record.log_uri, problem, None, None
+        return state, record.log_uri, "", result, history
     if state not in STATES:
-        return "corrupt", record.log_uri, f"unknown state {state!r} in status.json", None, history
+        return "corrupt", record.log_uri, f"unknown state {state!r} in status.json", None, None
     error = str(status.get("error", "")) if status else "never started"
     if state == "running":
         error = f"attempt {status.get('attempt', '?')}, last update {status.get('updated', '?')}"
-    return state, record.log_uri, error, result, history
+    return state, record.log_uri, error, None, None
 
 
 def _reason(error: Exception) -> str:

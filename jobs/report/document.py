@@ -85,11 +85,12 @@ def document(report: Report, figures: set[str]) -> list[Block]:
 
 def banners(report: Report) -> list[Block]:
     found: list[Block] = []
-    synthetic = [s.name for s in report.experiments if s.synthetic]
-    if report.synthetic and len(synthetic) < len(report.experiments) and synthetic:
+    readable = [s for s in report.experiments if not s.error]
+    synthetic = [s.name for s in readable if s.synthetic]
+    if report.synthetic and synthetic and len(synthetic) < len(readable):
         found.append(
             Banner(
-                f"**SYNTHETIC DATA.** {len(synthetic)} of the {len(report.experiments)} experiments here come from "
+                f"**SYNTHETIC DATA.** {len(synthetic)} of the {len(readable)} experiments here come from "
                 f"generated data with the real shapes, not from the real datasets: {', '.join(synthetic)}. Their "
                 "results show that the pipeline works and say nothing about the techniques."
             )

@@ -187,7 +187,8 @@ def stat(values: Sequence[float]) -> Stat | None:
     values = [float(v) for v in values]
     if not values:
         return None
-    return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
+    spread = len(values) > 1 and all(math.isfinite(v) for v in values)  # stdev raises on NaN and infinities
+    return Stat(statistics.fmean(values), statistics.stdev(values) if spread else None, len(values))
 
 
 def curve(histories: Sequence[dict], key: str) -> Curve | None:
@@ -294,7 +295,7 @@ def values_by_seed(runs: Sequence[Run], variant: str, metric: str) -> dict[int, 
     found = {}
     for run in runs:
         value = run.result["test"].get(metric) if run.state == "done" and run.variant == variant else None
-        if isinstance(value, (int, float)):
+        if isinstance(value, (int, float)) and math.isfinite(value):  # no verdict rests on a NaN or infinity
             found[run.seed] = float(value)
     return found
 

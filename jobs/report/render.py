@@ -198,7 +198,7 @@ def claims_csv_text(report: Report) -> str:
 
 
 def _csv_value(value) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return repr(value) if isinstance(value, float) else str(value)
 
