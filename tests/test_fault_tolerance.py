@@ -30,19 +30,26 @@ def dropout_jobs(epochs: int):
     return expand([item.experiment], synthetic=True, max_epochs=epochs)
 
 
-def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
-    job = dropout_jobs(5)[0]
+def interrupted(tmp_path, epochs: int, dies_after: int):
+    """(job, data, its record) of a job of ``epochs`` epochs whose process died right after it stored
+    epoch ``dies_after`` and before its checkpoint of that epoch: the worst moment."""
+    job = dropout_jobs(epochs)[0]
     data = synthetic(job.dataset, train=500, test=200)
-    store = Store(str(tmp_path))
-    store.job(job.id).start(job.describe())
+    record = Store(str(tmp_path)).job(job.id)
+    record.start(job.describe())
 
-    def die_after_epoch_3(job_id, epoch, epochs, logs):
-        if epoch == 3:  # history of epoch 3 is stored, its checkpoint is not: the worst moment
+    def dies(job_id, epoch, epochs, logs):
+        if epoch == dies_after:
             raise RuntimeError("node lost")
 
     with pytest.raises(JobFailed):
-        train(job, data, str(tmp_path), die_after_epoch_3)
-    assert len(store.job(job.id).epochs()["loss"]) == 3
+        train(job, data, str(tmp_path), dies)
+    return job, data, record
+
+
+def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
+    job, data, record = interrupted(tmp_path, epochs=5, dies_after=3)
+    assert len(record.epochs()["loss"]) == 3
     output = train(job, data, str(tmp_path))
     assert "resumed after epoch 2 from the checkpoint" in output["log"]  # one epoch redone
     history = output["history"]
@@ -51,7 +58,6 @@ def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
     timings = output["result"]["timings"]
     assert timings["epochs_trained"] == 3  # its speed: this attempt's time over this attempt's epochs
     assert timings["seconds_per_epoch"] == pytest.approx(timings["fit_s"] / 3, abs=1e-3)
-    record = store.job(job.id)
     assert Path(record.checkpoint_dir).is_dir()  # kept until the result is stored...
     record.finish(output["history"], output["result"], output["log"])
     assert not Path(record.checkpoint_dir).exists()  # ...then dropped
@@ -62,17 +68,7 @@ def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
 
 
 def test_a_job_interrupted_before_epochs_json_existed_resumes_from_its_history_json(tmp_path):
-    job = dropout_jobs(4)[0]
-    data = synthetic(job.dataset, train=500, test=200)
-    record = Store(str(tmp_path)).job(job.id)
-    record.start(job.describe())
-
-    def die_after_epoch_2(job_id, epoch, epochs, logs):
-        if epoch == 2:
-            raise RuntimeError("node lost")
-
-    with pytest.raises(JobFailed):
-        train(job, data, str(tmp_path), die_after_epoch_2)
+    job, data, record = interrupted(tmp_path, epochs=4, dies_after=2)
     Path(record.file("epochs.json")).rename(record.file("history.json"))  # where earlier versions kept it
     output = train(job, data, str(tmp_path))
     assert "resumed after epoch 1 from the checkpoint" in output["log"]
@@ -80,17 +76,7 @@ def test_a_job_interrupted_before_epochs_json_existed_resumes_from_its_history_j
 
 
 def test_a_checkpoint_without_the_history_of_its_epochs_is_dropped_not_resumed(tmp_path):
-    job = dropout_jobs(4)[0]
-    data = synthetic(job.dataset, train=500, test=200)
-    record = Store(str(tmp_path)).job(job.id)
-    record.start(job.describe())
-
-    def die_after_epoch_3(job_id, epoch, epochs, logs):
-        if epoch == 3:
-            raise RuntimeError("node lost")
-
-    with pytest.raises(JobFailed):
-        train(job, data, str(tmp_path), die_after_epoch_3)
+    job, data, record = interrupted(tmp_path, epochs=4, dies_after=3)
     record.write_epochs({"loss": [0.7]})  # the store lost epochs the checkpoint has
     with pytest.raises(JobFailed, match="CheckpointWithoutHistory: the checkpoint was at epoch 2 but the store"):
         train(job, data, str(tmp_path))
