@@ -253,6 +253,9 @@ def test_a_buckets_report_renders_here_and_the_bucket_is_only_read(tmp_path, mon
     uri = "memory://regimen-report-test/results"
     store = golden_store(uri)
     monkeypatch.chdir(tmp_path)
-    assert main(["report", "--results", uri]) == 0
-    assert (tmp_path / "report" / "index.html").is_file() and (tmp_path / "report" / "summary.md").is_file()
-    assert not store.fs.exists(store.path("report"))
+    try:
+        assert main(["report", "--results", uri]) == 0
+        assert (tmp_path / "report" / "index.html").is_file() and (tmp_path / "report" / "summary.md").is_file()
+        assert not store.fs.exists(store.path("report"))
+    finally:  # fsspec's memory filesystem lives as long as the test process
+        store.fs.rm(store.root, recursive=True)
