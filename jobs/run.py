@@ -7,6 +7,7 @@ persisted the moment it arrives, so an interrupted run loses nothing that finish
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -172,8 +173,21 @@ def connect_ray(address: str | None) -> bool:
     # address="local": our own instance even when another cluster runs on this machine; the dashboard,
     # the only HTTP endpoint, is not started at all.
     private_token()
-    ray.init(address="local", include_dashboard=False, log_to_driver=False, runtime_env=quiet)
+    # Ray's INFO lines ("Started a local Ray instance") are left out, and its warning that it enabled
+    # token authentication by default: Regimen relies on it (README, Security)
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(not_the_token_default)
+    ray.init(
+        address="local",
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env=quiet,
+        logging_level=logging.WARNING,
+    )
     return True
+
+
+def not_the_token_default(record: logging.LogRecord) -> bool:
+    return "authentication is enabled" not in record.getMessage()
 
 
 def private_token() -> None:

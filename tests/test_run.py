@@ -28,6 +28,7 @@ def test_the_six_specs_train_on_ray_and_fill_the_store(suite_results):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "10 jobs: 10 trained, 0 already stored, 0 failed" in done.stdout
     assert "[10/10] done" in done.stdout  # plain progress lines when not a terminal
+    assert "Started a local Ray instance" not in done.stderr  # Ray's INFO lines are not the user's business
     store = Store(str(results))
     assert len(store.job_ids()) == 10 and all(store.job(j).is_done() for j in store.job_ids())
     assert store.experiment_names() == sorted(["overfitting", "l1", "l2", "dropout", "batchnorm", "fashion"])
