@@ -11,7 +11,8 @@ Layout under the root (a folder, or a URI such as ``s3://bucket/prefix``)::
     jobs/<job id>/epochs.json       the attempt in progress: every epoch it finished, the same shape
     jobs/<job id>/checkpoint/       Keras BackupAndRestore state while the job trains
 
-A job is finished when its status says ``done`` and its result exists; nothing else counts. An attempt in
+A job is finished when its status says ``done`` and its result (with test metrics) and history can be read;
+nothing else counts. An attempt in
 progress writes only ``epochs.json`` and the checkpoint, so a job trained again (``--force``) keeps its
 finished result until the new one replaces it. JSON only: nothing read from the store is ever unpickled.
 """
