@@ -259,3 +259,16 @@ def test_a_buckets_report_renders_here_and_the_bucket_is_only_read(tmp_path, mon
         assert not store.fs.exists(store.path("report"))
     finally:  # fsspec's memory filesystem lives as long as the test process
         store.fs.rm(store.root, recursive=True)
+
+
+def test_the_run_section_names_hardware_not_the_worker_processes(tmp_path):
+    store = suite_store(tmp_path / "results", seeds=1, synthetic=False)
+    record = store.job(store.job_ids()[0])
+    result = record.result()
+    result["environment"] |= {"pid": 4242, "jobs_in_process": 3}
+    store.write_json(record.file("result.json"), result)
+    report, _ = build(store)
+    assert report.run.environment["pid"] == ("4242",)  # still in summary.json
+    md = write_report(store, tmp_path / "out")["summary.md"].read_text()
+    hardware = next(line for line in md.splitlines() if line.startswith("- Hardware: "))
+    assert "device: CPU" in hardware and "pid" not in hardware and "jobs_in_process" not in hardware

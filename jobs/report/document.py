@@ -17,6 +17,8 @@ from jobs.spec import FULL_PRECISION
 VERSION_KEYS = ("python", "backend", "tensorflow", "jax", "keras", "ray", "numpy")
 #: Environment keys that are neither versions nor hardware.
 PRECISION_KEY = "precision"
+#: which worker process ran each job: in summary.json, not in the run's hardware line
+PROCESS_KEYS = ("pid", "jobs_in_process")
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,8 @@ def run(info: RunInfo) -> list[Block]:
         items.append("Versions: " + "; ".join(versions))
     if PRECISION_KEY in env:
         items.append("Precision: " + ", ".join(env[PRECISION_KEY]))
-    hardware = [f"{k}: {', '.join(v)}" for k, v in env.items() if k not in (*VERSION_KEYS, PRECISION_KEY)]
+    shown_elsewhere = (*VERSION_KEYS, PRECISION_KEY, *PROCESS_KEYS)
+    hardware = [f"{k}: {', '.join(v)}" for k, v in env.items() if k not in shown_elsewhere]
     if hardware:
         items.append("Hardware: " + "; ".join(hardware))
     for data in info.data:
