@@ -51,6 +51,7 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: .3em .5em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; } tr:nth-child(even) td { background: #fafafa; }
 code { background: #f0f0f0; padding: 0 .2em; border-radius: 3px; font-size: 90%; overflow-wrap: anywhere; }
+td:first-child code { overflow-wrap: normal; white-space: nowrap; }
 .banner { background: #fff3cd; border: 2px solid #e0a800; padding: .8em 1em; margin: 1em 0; font-size: 16px; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
 """
