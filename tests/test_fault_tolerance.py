@@ -318,7 +318,7 @@ def test_ctrl_c_cancels_and_says_how_to_resume(tmp_path):
 
 
 class RetrainsOneThenInterrupted(Executor):
-    """Trains the first job to the end, then is interrupted (Ctrl-C) in the second one's first epoch."""
+    """Trains the first job to the end, then is interrupted (Ctrl-C) once the second one's first epoch ends."""
 
     def run(self, jobs, datasets, store_uri, on_progress=None):
         first, second = jobs
@@ -344,9 +344,9 @@ def test_force_interrupted_keeps_every_result_it_had_not_replaced_yet(tmp_path, 
         execute([item], store, replace(options, force=True), console)
     retrained = [j for j in store.job_ids() if store.job(j).result() != before[j][0]]
     assert len(retrained) == 1  # the first job's new result replaced its old one
-    (interrupted,) = set(before) - set(retrained)
-    record = store.job(interrupted)
-    assert record.is_done() and (record.result(), record.history()) == before[interrupted]
+    (cut_short,) = set(before) - set(retrained)
+    record = store.job(cut_short)
+    assert record.is_done() and (record.result(), record.history()) == before[cut_short]
     assert len(record.epochs()["loss"]) == 1  # the new attempt's epoch, kept apart from the finished history
     assert execute([item], store, options, console).skipped == 2  # a plain rerun keeps both
-    assert store.job(interrupted).result() == before[interrupted][0]
+    assert store.job(cut_short).result() == before[cut_short][0]
