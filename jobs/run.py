@@ -83,22 +83,25 @@ def manifest(loaded: LoadedExperiment, order: int, jobs: list[Job], options: Run
     }
 
 
-def pending_jobs(jobs: list[Job], store: Store, force: bool) -> tuple[list[Job], list[Job], list[tuple[Job, str]]]:
-    """(to run, finished, kept failures). Neither a finished job nor a failure that would only repeat
-    itself (a diverged loss) is trained again unless forced; other failures are retried."""
-    if force:
-        return jobs, [], []
-    to_run, finished, kept = [], [], []
+Pending = tuple[list[Job], list[Job], list[tuple[Job, str]], list[tuple[Job, str]]]
+
+
+def pending_jobs(jobs: list[Job], store: Store, force: bool) -> Pending:
+    """(to run, finished, kept failures, unreadable entries with why: trained again). Neither a finished
+    job nor a failure that would only repeat itself (a diverged loss) is trained again unless forced; other
+    failures are retried."""
+    to_run, finished, kept, unreadable = [], [], [], []
     for job in jobs:
-        record = store.job(job.id)
-        status = record.status() or {}
-        if record.is_done():
+        state, status, why = store.job(job.id).state()
+        if why:
+            unreadable.append((job, why))
+        if not force and state == "done":
             finished.append(job)
-        elif status.get("state") == "failed" and status.get("retry") is False:
+        elif not force and state == "failed" and status.get("retry") is False:
             kept.append((job, status.get("error", "failed")))
         else:
             to_run.append(job)
-    return to_run, finished, kept
+    return to_run, finished, kept, unreadable
 
 
 def left_out_of_report(store: Store, planned: dict) -> list[str]:
@@ -113,8 +116,8 @@ def left_out_of_report(store: Store, planned: dict) -> list[str]:
     except (StoreCorrupt, KeyError, TypeError, ValueError):  # no readable manifest before: nothing to compare
         return []
     uses_now = {(j["variant"], j["seed"]): j["job_id"] for j in planned["jobs"]}
-    left_out = {use: job_id for use, job_id in uses_before.items() if job_id not in set(uses_now.values())}
-    left_out = {use: job_id for use, job_id in left_out.items() if store.job(job_id).is_done()}
+    planned_ids = set(uses_now.values())
+    left_out = [use for use, job_id in uses_before.items() if job_id not in planned_ids and store.job(job_id).is_done()]
     if not left_out:
         return []
     notice = (
@@ -286,11 +289,9 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
         backend=options.backend,
         precision=options.precision,
     )
-    to_run, finished, kept = pending_jobs(jobs, store, options.force)
+    to_run, finished, kept, unreadable = pending_jobs(jobs, store, options.force)
     summary = RunSummary(planned=len(jobs), skipped=len(finished), kept=kept)
-    summary.notices += [
-        f"{job.label}: {why}; trained again" for job in to_run if (why := store.job(job.id).unreadable())
-    ]
+    summary.notices += [f"{job.label}: {why}; trained again" for job, why in unreadable]
     if to_run:  # every check before anything is written or trained: cheap ones first
         if options.executor == "local":
             select_driver_backend(to_run)

@@ -202,7 +202,19 @@ class JobRecord:
 
     def is_done(self) -> bool:
         """Finished, with a result and history that can be read; a corrupt or half-written entry is not."""
-        return (self.status() or {}).get("state") == "done" and self.read_finished()[2] is None
+        return self.state()[0] == "done"
+
+    def state(self) -> tuple[str, dict, str | None]:
+        """(state, status, why the entry cannot be used): "missing", "running", "failed", "done" (a finished
+        job's readable entry) or "corrupt" with the reason. Reads the status once, and the result and
+        history only where it says done."""
+        try:
+            status = self.store.read_json(self.file("status.json")) or {}
+        except StoreCorrupt as error:
+            return "corrupt", {}, str(error)
+        state = status.get("state", "missing")
+        problem = self.read_finished()[2] if state == "done" else None
+        return ("corrupt", status, problem) if problem else (state, status, None)
 
     def read_finished(self) -> tuple[dict | None, dict | None, str | None]:
         """(result, history, None) of a job whose status says done; (None, None, why) where its entry is
@@ -217,14 +229,6 @@ class JobRecord:
         if history is not None and not per_epoch:
             return None, None, f"{self.store.uri_of('jobs', self.id, 'history.json')} is not per-epoch lists"
         return result, history, None
-
-    def unreadable(self) -> str | None:
-        """Why what is stored for this job cannot be used; None when it can, or nothing is stored."""
-        try:
-            status = self.store.read_json(self.file("status.json"))
-        except StoreCorrupt as error:
-            return str(error)
-        return self.read_finished()[2] if (status or {}).get("state") == "done" else None
 
     def attempts(self) -> int:
         return int((self.status() or {}).get("attempt", 0))

@@ -92,7 +92,7 @@ def test_failures_that_could_end_differently_are_retried_and_diverged_ones_kept(
     for job, retry in ((crashed, True), (diverged, False)):
         store.job(job.id).start(job.describe())
         store.job(job.id).fail("reason", "traceback", "log", retry=retry)
-    to_run, finished, kept = pending_jobs([crashed, diverged], store, force=False)
+    to_run, finished, kept, _ = pending_jobs([crashed, diverged], store, force=False)
     assert (to_run, finished, kept) == ([crashed], [], [(diverged, "reason")])
     assert pending_jobs([crashed, diverged], store, force=True)[0] == [crashed, diverged]
 
