@@ -6,9 +6,8 @@ from __future__ import annotations
 import os
 import platform
 from importlib import metadata
-from pathlib import Path
 
-from jobs.cpus import native_bfloat16
+from jobs.cpus import model_name, native_bfloat16
 
 PACKAGES = ("tensorflow", "keras", "ray", "jax", "jaxlib")
 
@@ -20,18 +19,10 @@ def installed(package: str) -> str | None:
         return None
 
 
-def processor() -> str:
-    """The CPU's model name (``platform.processor()`` is empty on Linux)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else platform.processor()
-
-
 def this_machine() -> dict:
     return {
         "cpus": os.cpu_count(),
-        "processor": processor(),
+        "processor": model_name() or platform.processor(),  # platform's is empty on Linux
         "platform": platform.platform(),
         "native_bfloat16": native_bfloat16(),
         "python": platform.python_version(),

@@ -16,3 +16,12 @@ def native_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
     except OSError:
         return None
     return any(flag in flags for flag in BFLOAT16_FLAGS)
+
+
+def model_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's model name; None where ``cpuinfo`` cannot be read or names none."""
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)

@@ -126,6 +126,15 @@ def test_native_bfloat16_reads_the_cpu_flags(tmp_path, cpuinfo, expected):
     assert native_bfloat16(path) is expected
 
 
+def test_the_cpu_model_name_comes_from_cpuinfo(tmp_path):
+    from jobs.cpus import model_name
+
+    path = tmp_path / "cpuinfo"
+    assert model_name(path) is None  # not Linux
+    path.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t: fpu\n")
+    assert model_name(path) == "Intel(R) Xeon(R) Processor"
+
+
 def test_the_most_gpus_a_node_has_is_unknown_unless_every_node_is_known():
     alive = [{"CPU": 16.0, "GPU": 1.0}, {"CPU": 4.0}]
     assert max_gpus_per_node(alive, all_known=True) == 1.0
