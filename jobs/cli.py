@@ -208,8 +208,8 @@ def cmd_plan(args, console: Console) -> int:
     for column in PLAN_COLUMNS:
         table.add_column(column)
     for job in jobs:
-        record = store.job(job.id)
-        stored = "done" if record.is_done() else (record.status() or {}).get("state", "-")
+        state = store.job(job.id).state()[0]  # an unreadable entry says "corrupt", as run and report see it
+        stored = "-" if state == "missing" else state
         epochs = f"{job.training.epochs}" + (f" (of {job.requested_epochs})" if job.epochs_capped else "")
         table.add_row(
             ", ".join(f"{u.experiment}" for u in job.uses),

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import yaml
-from helpers import ROOT, regimen
+from helpers import ROOT, SPECS, regimen
 
 from jobs.cli import main
 
@@ -24,6 +24,23 @@ def test_plan_shows_ten_distinct_jobs(capsys, in_root, tmp_path):
     assert "l1, l2" in out  # the shared basic job
     assert out.count(" tensorflow ") == 10  # every job's backend
     assert out.count(" float32 ") == 10  # and precision
+
+
+def test_plan_shows_a_finished_entry_that_cannot_be_read_as_corrupt(capsys, in_root, tmp_path):
+    from jobs.loading import load_experiments
+    from jobs.plan import expand
+    from jobs.store import Store
+
+    (loaded,), _ = load_experiments([SPECS / "batchnorm.yaml"])
+    first, second = (job.id for job in expand([loaded.experiment]))
+    for job_id in (first, second):
+        record = Store(str(tmp_path)).job(job_id)
+        record.start({})
+        record.finish({"loss": [0.5]}, {"test": {"loss": 0.5}}, "")
+    (tmp_path / "jobs" / first / "result.json").write_text('{"test": ')  # truncated
+    assert main(["plan", "specs/batchnorm.yaml", "--results", str(tmp_path)]) == 0
+    rows = {line.split()[-2]: line.split()[-1] for line in capsys.readouterr().out.splitlines() if "batchnorm" in line}
+    assert rows == {first: "corrupt", second: "done"}
 
 
 def test_plan_with_a_precision_override_plans_other_jobs(capsys, in_root, tmp_path):
