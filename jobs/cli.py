@@ -281,7 +281,7 @@ def cmd_run(args, console: Console) -> int:
         console.print(f"--data-dir: no such folder '{args.data_dir}'", markup=False)
         return 2
     try:
-        store = open_store(args.results)
+        store = open_store(args.results, writable=True)
         summary = execute(loaded, store, options, console)
     except RunRefused as refused:
         for line in refused.lines:

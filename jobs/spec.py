@@ -11,7 +11,7 @@ import difflib
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Activation = Literal[
     "linear",
@@ -205,12 +205,27 @@ class Variant(Strict):
     )
 
 
+#: the finest fraction of a CPU or GPU a Ray task can ask for
+RAY_SMALLEST_SHARE = 0.0001
+
+
 class Resources(Strict):
     num_cpus: float = Field(1, gt=0)
     num_gpus: float = Field(0, ge=0, description="fractions share a GPU; see gpu_memory_mb")
     gpu_memory_mb: int | None = Field(
         None, ge=256, description="cap on the job's GPU memory; needed with a fractional num_gpus"
     )
+
+    @field_validator("num_cpus", "num_gpus")
+    @classmethod
+    def _ray_can_schedule(cls, value: float, info) -> float:
+        """Ray's own limits, which it would otherwise raise mid-run: shares of 0.0001 at the finest, and
+        whole GPUs above one."""
+        if 0 < value < RAY_SMALLEST_SHARE:
+            raise ValueError(f"finer than Ray's smallest share, {RAY_SMALLEST_SHARE:g}")
+        if info.field_name == "num_gpus" and value > 1 and not value.is_integer():
+            raise ValueError("above 1, Ray gives whole GPUs only")
+        return value
 
     @model_validator(mode="after")
     def _shared_gpu_is_capped(self) -> Resources:

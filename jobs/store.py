@@ -40,8 +40,9 @@ class StoreUnavailable(Exception):
     """A results store that cannot be used at all (not a folder, no credentials, no such bucket, ...)."""
 
 
-def open_store(uri: str, must_exist: bool = False) -> Store:
-    """The store at ``uri``, checked usable, or :class:`StoreUnavailable` saying why in one line."""
+def open_store(uri: str, must_exist: bool = False, writable: bool = False) -> Store:
+    """The store at ``uri``, checked usable (and ``writable``: a file written and removed there, so that a
+    run fails before it starts anything), or :class:`StoreUnavailable` saying why in one line."""
     try:
         store = Store(uri)
         exists = store.fs.exists(store.root)
@@ -50,11 +51,22 @@ def open_store(uri: str, must_exist: bool = False) -> Store:
     except StoreUnavailable:
         raise
     except Exception as error:  # a missing fsspec backend, credentials, permissions: all mean "cannot use"
-        reason = (str(error).splitlines() or [""])[0][:200]
-        raise StoreUnavailable(f"results store {uri}: {type(error).__name__}: {reason}") from None
+        raise StoreUnavailable(f"results store {uri}: {one_line_error(error)}") from None
     if must_exist and not exists:
         raise StoreUnavailable(f"no results at {uri} (run `regimen run --results {uri}` first)")
+    if writable:
+        probe = store.path(f".write-check-{uuid.uuid4().hex}")
+        try:
+            store.write_bytes(probe, b"")
+            store.fs.rm(probe)
+        except Exception as error:  # read-only mount or bucket, no permission, not a file system at all
+            raise StoreUnavailable(f"results store {uri}: cannot write there ({one_line_error(error)})") from None
     return store
+
+
+def one_line_error(error: Exception) -> str:
+    reason = (str(error).splitlines() or [""])[0][:200]
+    return f"{type(error).__name__}: {reason}"
 
 
 def now() -> str:

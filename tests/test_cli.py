@@ -143,6 +143,8 @@ def test_a_missing_dataset_stops_the_run_before_training(tmp_path, monkeypatch, 
         (["run", "--synthetic", "--results", "/etc/hostname"], "results store /etc/hostname: not a folder"),
         (["plan", "--results", "nosuchprotocol://x"], "results store nosuchprotocol://x: ValueError"),
         (["run", "--synthetic", "--num-gpus", "0.25"], "--num-gpus 0.25 for overfitting: num_gpus 0.25 shares a GPU"),
+        (["run", "--synthetic", "--num-cpus", "0.00001"], "--num-cpus 1e-05 for overfitting: finer than Ray's"),
+        (["run", "--synthetic", "--results", "/proc/regimen"], "results store /proc/regimen: cannot write there"),
     ],
 )
 def test_unusable_stores_and_resources_exit_2_in_one_line(args, expected):

@@ -101,6 +101,14 @@ def set_layer(index, **fields):
             lambda d: d.update(resources={"num_gpus": -1}),
             "resources.num_gpus: Input should be greater than or equal to 0",
         ),
+        (
+            lambda d: d.update(resources={"num_cpus": 0.00001}),
+            "resources.num_cpus: finer than Ray's smallest share, 0.0001 (got 1e-05)",
+        ),
+        (
+            lambda d: d.update(resources={"num_gpus": 1.5}),
+            "resources.num_gpus: above 1, Ray gives whole GPUs only (got 1.5)",
+        ),
     ],
 )
 def test_bad_specs_are_refused_with_file_field_and_reason(tmp_path, edit, expected):
