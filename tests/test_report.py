@@ -167,6 +167,19 @@ def test_seed_numbers_are_shown_beside_ours_with_a_note_where_the_seed_mislabell
     assert "test accuracy ↑" in md and "test categorical cross-entropy ↓" in md
 
 
+def test_an_experiment_without_claims_whose_headline_metric_is_not_finite_still_reports(tmp_path):
+    store = Store(str(tmp_path))
+    experiment = imdb_experiment("noclaim", {"basic": {}}, [], seeds=1)
+    ids = plan(store, experiment, seeds=1)
+    history = curves(experiment.training.metrics, 3, 0.7, 0.01, 0.0)
+    history["val_binary_crossentropy"][-1] = float("nan")  # the headline metric's test value
+    finish(store, ids["basic", 0], history)
+    (summary,) = build(store)[0].experiments
+    assert summary.answer == "`basic` test binary cross-entropy not finite"
+    write_report(store, tmp_path / "report")
+    assert (tmp_path / "report" / "index.html").is_file()
+
+
 def test_corrupt_entries_are_listed_not_fatal(tmp_path):
     store = Store(str(tmp_path / "results"))
     experiment = imdb_experiment(

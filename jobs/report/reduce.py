@@ -417,7 +417,7 @@ def summarise_experiment(entry: ExperimentRuns) -> ExperimentSummary:
         metric = experiment.headline_metric
         answers = [
             "; ".join(
-                f"`{v.name}` test {labels.name(metric)} {v.test[metric].text()}"
+                f"`{v.name}` test {labels.name(metric)} {v.test[metric].text() if v.test[metric] else 'not finite'}"
                 for v in variants.values()
                 if metric in v.test
             )
