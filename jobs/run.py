@@ -318,7 +318,7 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
             record.restart()
         record.start(job.describe())
     with Progress(to_run, summary.skipped, console) as progress:
-        outcomes = executor.run(to_run, datasets, store.uri, progress.refresh)
+        outcomes = executor.run(to_run, datasets, store.uri_of(), progress.refresh)
         del datasets  # the executor owns them now: Ray keeps them in its object store, not twice here
         try:
             for outcome in outcomes:

@@ -153,6 +153,20 @@ def test_unusable_stores_and_resources_exit_2_in_one_line(args, expected):
     assert "Traceback" not in done.stdout + done.stderr
 
 
+def test_workers_get_the_results_store_as_an_absolute_path(monkeypatch, in_root, tmp_path):
+    """A worker resolves a relative path against its own working folder, which on a cluster is not the
+    driver's: its epochs, checkpoints and claims would land elsewhere, and resuming would stop working."""
+    from jobs.executors import InProcessExecutor
+
+    given = []
+    monkeypatch.setattr(InProcessExecutor, "run", lambda self, jobs, data, uri, progress: given.append(uri) or [])
+    results = tmp_path / "results"
+    monkeypatch.chdir(tmp_path)
+    run = ["run", str(SPECS / "dropout.yaml"), "--synthetic", "--in-process", "--no-report", "--results", "results"]
+    main(run)
+    assert given == [str(results)]
+
+
 def test_a_run_that_leaves_finished_jobs_out_of_the_report_says_so(capsys, in_root, tmp_path):
     from report_fixtures import suite_store
 
