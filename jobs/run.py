@@ -244,7 +244,7 @@ def persist(store: Store, outcome: Outcome) -> None:
     if outcome.failure is None:
         output = outcome.output
         record.finish(output["history"], output["result"], output["log"])
-    else:
+    elif not outcome.failure.superseded:  # else the process that took the job over owns its entry
         failure = outcome.failure
         record.fail(failure.reason, failure.details, failure.log, failure.history, retry=failure.retry)
 

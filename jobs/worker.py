@@ -32,18 +32,28 @@ ProgressReport = Callable[[str, int, int, dict], Any]
 
 
 class JobFailed(Exception):
-    """A job that raised; carries the one-line reason, the traceback text, what it logged, and whether
-    another try could end differently (``retry``; a diverged loss would not).
+    """A job that raised; carries the one-line reason, the traceback text, what it logged, whether
+    another try could end differently (``retry``; a diverged loss would not), and whether another process
+    took the job over (``superseded``: its entry in the store is that process's now).
 
     Picklable (plain values), so it crosses Ray's process boundary intact.
     """
 
-    def __init__(self, reason: str, details: str, log: str, history: dict | None = None, retry: bool = True):
+    def __init__(
+        self,
+        reason: str,
+        details: str,
+        log: str,
+        history: dict | None = None,
+        retry: bool = True,
+        superseded: bool = False,
+    ):
         super().__init__(reason)
-        self.reason, self.details, self.log, self.history, self.retry = reason, details, log, history, retry
+        self.reason, self.details, self.log, self.history = reason, details, log, history
+        self.retry, self.superseded = retry, superseded
 
     def __reduce__(self):
-        return (JobFailed, (self.reason, self.details, self.log, self.history, self.retry))
+        return (JobFailed, (self.reason, self.details, self.log, self.history, self.retry, self.superseded))
 
 
 class Diverged(Exception):
@@ -382,7 +392,8 @@ def train(
             reason = f"{type(error).__name__}: {reason}"
         history = store_history.history if store_history is not None else None
         retry = not isinstance(error, Diverged)
-        raise JobFailed(reason, traceback.format_exc(), "\n".join(log), history, retry) from None
+        superseded = isinstance(error, Superseded)
+        raise JobFailed(reason, traceback.format_exc(), "\n".join(log), history, retry, superseded) from None
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -118,9 +118,12 @@ def test_a_job_outliving_its_driver_stops_once_a_newer_attempt_starts(tmp_path):
         if epoch == 2:
             record.start(job.describe())  # what the next `regimen run` does before dispatching
 
-    with pytest.raises(JobFailed, match="Superseded: another process took this job over"):
+    with pytest.raises(JobFailed, match="Superseded: another process took this job over") as stopped:
         train(job, data, str(tmp_path), new_run_starts_at_epoch_2)
     assert len(record.epochs()["loss"]) == 2  # nothing written after the newer attempt began
+    newer = record.status()
+    run.persist(record.store, Outcome(job, failure=stopped.value))  # its driver, still alive, stores nothing
+    assert record.status() == newer and newer["state"] == "running"
 
 
 def wait_for(predicate, timeout: float, what: str):
