@@ -9,7 +9,7 @@ Layout under the root (a folder, or a URI such as ``s3://bucket/prefix``)::
     jobs/<job id>/result.json       test metrics, parameters, timings, environment, data source
     jobs/<job id>/log.txt           the job's log: progress, and the traceback if it failed
     jobs/<job id>/epochs.json       the attempt in progress: every epoch it finished, the same shape
-    jobs/<job id>/checkpoint/       Keras BackupAndRestore state while the job trains
+    jobs/<job id>/checkpoint.zip    the attempt in progress: weights, epochs done, random state (jobs.checkpoint)
 
 A job is finished when its status says ``done`` and its result (with test metrics) and history can be read;
 nothing else counts. An attempt in
@@ -23,7 +23,6 @@ import json
 import re
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -167,8 +166,8 @@ class JobRecord:
         return f"{self.dir}/{name}"
 
     @property
-    def checkpoint_dir(self) -> str:
-        return self.file("checkpoint")
+    def checkpoint_file(self) -> str:
+        return self.file("checkpoint.zip")
 
     @property
     def log_uri(self) -> str:
@@ -192,18 +191,26 @@ class JobRecord:
 
     def resumable_epochs(self) -> dict:
         """What a resuming attempt continues from: the epochs the unfinished attempt stored; {} when there
-        are none or they cannot be read. Jobs interrupted before ``epochs.json`` existed kept them in
-        ``history.json``."""
+        are none or they cannot be read."""
         try:
             found = self.epochs()
-            if found is None and not self.is_done():
-                found = self.history()
         except StoreCorrupt:
             return {}
         return found if isinstance(found, dict) else {}
 
     def write_epochs(self, epochs: dict) -> None:
         self.store.write_json(self.file("epochs.json"), epochs)
+
+    def checkpoint(self) -> bytes | None:
+        """The attempt in progress's checkpoint (``jobs.checkpoint``), None when there is none."""
+        try:
+            return self.store.fs.cat_file(self.checkpoint_file)
+        except FileNotFoundError:
+            return None
+
+    def write_checkpoint(self, checkpoint: bytes) -> None:
+        """Replace the checkpoint, whole: a reader sees the previous one or this one."""
+        self.store.write_bytes(self.checkpoint_file, checkpoint)
 
     def _log(self) -> str:
         path = self.file("log.txt")
@@ -250,27 +257,13 @@ class JobRecord:
         checkpoint. A finished result stays until a new one replaces it (:meth:`finish`)."""
         self._drop_attempt()
 
-    def upload_checkpoint(self, folder: str) -> None:
-        """Copy a local checkpoint folder into the store (for stores Keras cannot write directly)."""
-        for file in Path(folder).rglob("*"):
-            if file.is_file():
-                self.store.write_bytes(
-                    f"{self.checkpoint_dir}/{file.relative_to(folder).as_posix()}", file.read_bytes()
-                )
-
-    def download_checkpoint(self, folder: str) -> None:
-        """Copy the stored checkpoint, if any, into a local folder."""
-        if not self.store.fs.exists(self.checkpoint_dir):
-            return
-        for remote in self.store.fs.find(self.checkpoint_dir):
-            local = Path(folder) / remote[len(self.checkpoint_dir) :].lstrip("/")
-            local.parent.mkdir(parents=True, exist_ok=True)
-            local.write_bytes(self.store.fs.cat_file(remote))
-
     def _drop_attempt(self) -> None:
         # the checkpoint first: a crash in between must not leave a checkpoint without its epochs
-        if self.store.fs.exists(self.checkpoint_dir):
-            self.store.fs.rm(self.checkpoint_dir, recursive=True)
+        if self.store.fs.exists(self.checkpoint_file):
+            self.store.fs.rm(self.checkpoint_file)
+        legacy = self.file("checkpoint")  # Keras BackupAndRestore's folder, before jobs.checkpoint
+        if self.store.fs.exists(legacy):
+            self.store.fs.rm(legacy, recursive=True)
         if self.store.fs.exists(self.file("epochs.json")):
             self.store.fs.rm(self.file("epochs.json"))
 

@@ -2,9 +2,10 @@
 
 It selects the job's Keras backend and configures it for the resources the job was given, seeds
 everything, builds and fits the model, evaluates it on the test set and returns a small result by value.
-Keras' ``BackupAndRestore`` keeps a checkpoint in the job's store folder after every epoch, and the
-history so far is stored with it, so a retried or rerun job resumes after its last finished epoch with no
-epoch missing or repeated.
+After every epoch the job's metrics so far, then its checkpoint (``jobs.checkpoint``: weights, optimizer
+and random state in one file), go to its store folder, so a retried or rerun job resumes after its last
+checkpointed epoch with no epoch missing or repeated, and ends as it would have uninterrupted. A
+checkpoint that cannot be used is dropped, and the job trains from its first epoch.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ from __future__ import annotations
 import math
 import os
 import platform
-import shutil
 import socket
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from jobs.data import Arrays
 from jobs.execution import execution_for
 from jobs.gpus import gpu_total_mb
 from jobs.plan import Job
-from jobs.store import JobRecord, Store, now
+from jobs.store import JobRecord, Store, now, one_line_error
 
 #: report(job_id, epoch, epochs, logs) — how a running job tells the driver about each finished epoch.
 ProgressReport = Callable[[str, int, int, dict], Any]
@@ -239,36 +238,32 @@ def environment(backend: str, precision: str, num_cpus: float, num_gpus: float) 
     }
 
 
-def restored_history(record: JobRecord, epochs: int) -> dict:
-    """The stored metrics of the first ``epochs`` epochs, which the checkpoint restored. Where the store
-    lacks some, the checkpoint is dropped and the job fails, to be trained from its first epoch next time."""
-    stored = record.resumable_epochs() if epochs else {}
+def restored_history(stored: dict, epochs: int) -> dict:
+    """The ``stored`` metrics of the first ``epochs`` epochs, which the checkpoint restored;
+    :class:`CheckpointWithoutHistory` where the store lacks some."""
     have = len(stored.get("loss", []))
     if have < epochs:
-        record.restart()
         raise CheckpointWithoutHistory(
-            f"the checkpoint was at epoch {epochs} but the store holds the metrics of {have} epochs; "
-            "the checkpoint is dropped and the next run trains this job from its first epoch"
+            f"the checkpoint was at epoch {epochs} but the store holds the metrics of {have} epochs"
         )
     return {key: values[:epochs] for key, values in stored.items()}
 
 
-def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: list[str]):
+def _callbacks(job: Job, record: JobRecord, history: dict, report: ProgressReport | None, log: list[str]):
     import keras
+
+    from jobs import checkpoint
 
     owner = record.claim()
 
     class StoreHistory(keras.callbacks.Callback):
-        """Keeps the history of every finished epoch in the store, trimmed to what the checkpoint restored."""
+        """Keeps the history of every finished epoch in the store, after the epochs the checkpoint restored."""
 
-        history: dict | None = None
         trained = 0  # epochs this attempt trained (a resumed job's earlier ones were another process's)
 
-        def on_epoch_begin(self, epoch, logs=None):
-            if self.history is None:  # first epoch of this attempt: BackupAndRestore has restored by now
-                self.history = restored_history(record, epoch)
-                if epoch:
-                    log.append(f"{now()} resumed after epoch {epoch} from the checkpoint")
+        def __init__(self):
+            super().__init__()
+            self.history = history
 
         def on_epoch_end(self, epoch, logs=None):
             if not record.owned_by(owner):
@@ -286,19 +281,14 @@ def _callbacks(job: Job, record: JobRecord, report: ProgressReport | None, log: 
             if report is not None:
                 report(job.id, epoch + 1, job.training.epochs, logs)
 
-    store_history = StoreHistory()  # first: the checks above run before the epoch is backed up
-    scratch = None
-    if record.store.local:
-        folder, mirror = record.checkpoint_dir, []
-    else:  # Keras writes local files; a copy in the bucket lets a retry on any node resume
-        folder = scratch = tempfile.mkdtemp(prefix=f"regimen-{record.id}-")
-        record.download_checkpoint(folder)
-        mirror = [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: record.upload_checkpoint(folder))]
-    # Kept after the fit: a process that finishes but cannot deliver its result (its driver died) leaves
-    # a checkpoint from which the next run evaluates at once. The store drops it once the result is in.
-    # double_checkpoint: a kill in the middle of a save leaves the previous epoch's checkpoint usable
-    backup = keras.callbacks.BackupAndRestore(folder, double_checkpoint=True, delete_checkpoint=False)
-    return store_history, [store_history, backup, *mirror], scratch
+    # After the epoch's metrics are stored, so a checkpoint is never ahead of them. Kept after the fit: a
+    # process that finishes but cannot deliver its result (its driver died) leaves a checkpoint from which
+    # the next run evaluates at once. The store drops it once the result is in.
+    backup = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: record.write_checkpoint(checkpoint.dump(backup.model, epoch + 1))
+    )
+    store_history = StoreHistory()
+    return store_history, [store_history, backup]
 
 
 #: Jobs this process has run, this one included: more than 1 means Keras and its backend were already imported.
@@ -315,7 +305,7 @@ def train(
     _jobs_in_process += 1
     log: list[str] = [f"{now()} job {job.id} ({job.label}) on {socket.gethostname()}"]
     record = Store(store_uri).job(job.id)
-    store_history = scratch = None
+    store_history = None
     try:
         started, clock = now(), time.perf_counter()
         resources = job.resources
@@ -324,24 +314,41 @@ def train(
         device = configure_backend(job.backend, execution.threads, resources.num_gpus, resources.gpu_memory_mb)
         import keras
 
+        from jobs import checkpoint
         from jobs.models import build_model
 
-        keras.backend.clear_session()  # a reused process: drop the previous job's graphs and layer names
-        keras.utils.set_random_seed(job.seed)
-        model = build_model(
-            job.dataset,
-            job.layers,
-            job.training,
-            name=job.id,
-            steps_per_execution=execution.steps_per_execution,
-            precision=job.precision,
-        )
-        store_history, callbacks, scratch = _callbacks(job, record, report, log)
+        def fresh_model():
+            keras.backend.clear_session()  # a reused process: drop the previous job's graphs and layer names
+            keras.utils.set_random_seed(job.seed)
+            return build_model(
+                job.dataset,
+                job.layers,
+                job.training,
+                name=job.id,
+                steps_per_execution=execution.steps_per_execution,
+                precision=job.precision,
+            )
+
+        model, epochs_done, history = fresh_model(), 0, {}
+        saved = record.checkpoint()  # a store that cannot be read fails the attempt and keeps the checkpoint
+        if saved is not None:
+            stored_epochs = record.resumable_epochs()
+            try:
+                epochs_done = checkpoint.restore(model, saved)
+                history = restored_history(stored_epochs, epochs_done)
+            except Exception as error:  # not this model's, unreadable, or ahead of the stored epochs
+                record.restart()
+                log.append(f"{now()} the checkpoint cannot be used ({one_line_error(error)}); trained from the start")
+                model, epochs_done, history = fresh_model(), 0, {}  # the old one may be half loaded
+        if epochs_done:
+            log.append(f"{now()} resumed after epoch {epochs_done} from the checkpoint")
+        store_history, callbacks = _callbacks(job, record, history, report, log)
         fit_clock = time.perf_counter()
         model.fit(
             x_train,
             y_train,
             epochs=job.training.epochs,
+            initial_epoch=epochs_done,
             batch_size=job.training.batch_size,
             validation_data=(x_val, y_val),
             callbacks=callbacks,
@@ -352,9 +359,6 @@ def train(
         test = model.evaluate(data.x_test, data.y_test, batch_size=job.training.batch_size, verbose=0, return_dict=True)
         evaluate_s = time.perf_counter() - evaluate_clock
         history, trained = store_history.history, store_history.trained
-        if history is None:  # the checkpoint restored a finished fit: every epoch is in the store already
-            history = restored_history(record, job.training.epochs)
-            log.append(f"{now()} resumed after epoch {job.training.epochs} from the checkpoint")
         epochs_run = len(history.get("loss", []))
         log.append(f"{now()} test " + " ".join(f"{k}={v:.4g}" for k, v in test.items()))
         result = {
@@ -394,9 +398,6 @@ def train(
         retry = not isinstance(error, Diverged)
         superseded = isinstance(error, Superseded)
         raise JobFailed(reason, traceback.format_exc(), "\n".join(log), history, retry, superseded) from None
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _splits(job: Job, data: Arrays):

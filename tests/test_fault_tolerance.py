@@ -58,32 +58,55 @@ def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
     timings = output["result"]["timings"]
     assert timings["epochs_trained"] == 3  # its speed: this attempt's time over this attempt's epochs
     assert timings["seconds_per_epoch"] == pytest.approx(timings["fit_s"] / 3, abs=1e-3)
-    assert Path(record.checkpoint_dir).is_dir()  # kept until the result is stored...
+    assert Path(record.checkpoint_file).is_file()  # kept until the result is stored...
     record.finish(output["history"], output["result"], output["log"])
-    assert not Path(record.checkpoint_dir).exists()  # ...then dropped
+    assert not Path(record.checkpoint_file).exists()  # ...then dropped
     record.start(job.describe())
     restored = train(job, data, str(tmp_path))  # from scratch: no checkpoint is left
     assert "resumed" not in restored["log"] and len(restored["history"]["loss"]) == 5
     assert restored["result"]["timings"]["epochs_trained"] == 5
 
 
-def test_a_job_interrupted_before_epochs_json_existed_resumes_from_its_history_json(tmp_path):
-    job, data, record = interrupted(tmp_path, epochs=4, dies_after=2)
-    Path(record.file("epochs.json")).rename(record.file("history.json"))  # where earlier versions kept it
-    output = train(job, data, str(tmp_path))
-    assert "resumed after epoch 1 from the checkpoint" in output["log"]
-    assert all(len(values) == 4 for values in output["history"].values())
+@pytest.mark.parametrize("variant", ["basic", "dropout"])
+def test_a_resumed_job_ends_exactly_as_an_uninterrupted_one(tmp_path, variant):
+    """Dropout draws its masks from a random state the checkpoint keeps: without it, the resumed epochs
+    drew the first epochs' masks again."""
+    job = next(job for job in dropout_jobs(4) if job.uses[0].variant == variant)
+    data = synthetic(job.dataset, train=2000, test=200)  # four batches an epoch
+    whole = tmp_path / "whole"
+    Store(str(whole)).job(job.id).start(job.describe())
+    uninterrupted = train(job, data, str(whole))
+    cut = tmp_path / "cut"
+    Store(str(cut)).job(job.id).start(job.describe())
+
+    def dies(job_id, epoch, epochs, logs):
+        if epoch == 3:
+            raise RuntimeError("node lost")
+
+    with pytest.raises(JobFailed):
+        train(job, data, str(cut), dies)
+    resumed = train(job, data, str(cut))
+    assert "resumed after epoch 2 from the checkpoint" in resumed["log"]
+    assert resumed["history"] == uninterrupted["history"]
+    assert resumed["result"]["test"] == uninterrupted["result"]["test"]
 
 
-def test_a_checkpoint_without_the_history_of_its_epochs_is_dropped_not_resumed(tmp_path):
+def test_a_checkpoint_without_the_history_of_its_epochs_is_dropped_and_the_job_trained_from_the_start(tmp_path):
     job, data, record = interrupted(tmp_path, epochs=4, dies_after=3)
     record.write_epochs({"loss": [0.7]})  # the store lost epochs the checkpoint has
-    with pytest.raises(JobFailed, match="CheckpointWithoutHistory: the checkpoint was at epoch 2 but the store"):
-        train(job, data, str(tmp_path))
-    assert not Path(record.checkpoint_dir).exists() and record.epochs() is None
-    output = train(job, data, str(tmp_path))  # the next attempt: from the first epoch, whole history
+    output = train(job, data, str(tmp_path))
+    assert "the checkpoint was at epoch 2 but the store holds the metrics of 1 epochs" in output["log"]
     assert "resumed" not in output["log"] and all(len(values) == 4 for values in output["history"].values())
     assert output["result"]["timings"]["epochs_trained"] == 4
+
+
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 cut short"])
+def test_a_checkpoint_that_cannot_be_read_is_dropped_and_the_job_trained_from_the_start(tmp_path, damage):
+    job, data, record = interrupted(tmp_path, epochs=4, dies_after=3)
+    Path(record.checkpoint_file).write_bytes(damage)
+    output = train(job, data, str(tmp_path))
+    assert "the checkpoint cannot be used (BadZipFile: " in output["log"]
+    assert output["result"]["timings"]["epochs_trained"] == 4 and len(output["history"]["loss"]) == 4
 
 
 def test_a_bucket_store_keeps_the_checkpoint_for_a_retry_on_any_node():
@@ -100,12 +123,12 @@ def test_a_bucket_store_keeps_the_checkpoint_for_a_retry_on_any_node():
 
     with pytest.raises(JobFailed):
         train(job, data, uri, die_after_epoch_2)
-    assert record.store.fs.find(record.checkpoint_dir)  # the epoch-1 backup is in the bucket
+    assert record.checkpoint()  # the epoch-1 checkpoint is in the bucket
     output = train(job, data, uri)  # a fresh local folder: everything comes from the bucket
     assert "resumed after epoch 1 from the checkpoint" in output["log"]
     assert all(len(values) == 4 for values in output["history"].values())
     record.finish(output["history"], output["result"], output["log"])
-    assert not record.store.fs.exists(record.checkpoint_dir)
+    assert not record.store.fs.exists(record.checkpoint_file)
 
 
 def test_a_job_outliving_its_driver_stops_once_a_newer_attempt_starts(tmp_path):
