@@ -59,6 +59,21 @@ def test_synthetic_data_and_capped_epochs_are_banners_at_the_top(golden):
     assert page.index('class="banner"') < page.index("Overview")
 
 
+@pytest.mark.parametrize(("asks", "capped"), [(6, True), (2, False)])
+def test_capped_follows_each_experiments_own_epochs_for_a_job_another_trained(tmp_path, asks, capped):
+    """A job shared by two experiments counts as capped for the one that asks more epochs than it ran."""
+    store = Store(str(tmp_path))
+    experiment = imdb_experiment("mine", {"basic": {}}, [])
+    experiment = experiment.model_copy(update={"training": experiment.training.model_copy(update={"epochs": asks})})
+    ids = plan(store, experiment, seeds=1)
+    other_spec_asked = 6 if asks == 2 else 2  # the job was trained for another experiment first
+    history = curves(experiment.training.metrics, 2, 0.7, 0.01, 0.0)
+    finish(store, ids["basic", 0], history, epochs=2, requested_epochs=other_spec_asked)
+    report = build(store)[0]
+    assert report.capped == (("mine/basic: 2 of 6 epochs",) if capped else ())
+    assert report.experiments[0].variants[0].capped is capped
+
+
 def test_real_uncapped_data_has_no_banner(tmp_path):
     md = write_report(suite_store(tmp_path / "results", seeds=1, synthetic=False), tmp_path / "out")["summary.md"]
     text = md.read_text()

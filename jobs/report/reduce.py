@@ -320,7 +320,7 @@ def summarise_variant(experiment: Experiment, runs: Sequence[Run], variant_name:
         seeds_done=len(done),
         params=first.get("params"),
         epochs=int(first.get("epochs", training.epochs)),
-        requested_epochs=int(first.get("requested_epochs", training.epochs)),
+        requested_epochs=training.epochs,  # this experiment's, whichever experiment's run trained the job
         batch_size=int(first.get("batch_size", training.batch_size)),
         test={m: stat(list(values_by_seed(done, variant_name, m).values())) for m in metrics},
         best_epoch=best[0] if best else None,
