@@ -131,8 +131,11 @@ def input_shape(dataset: Imdb | Mnist | FashionMnist) -> tuple[int, ...]:
     return (dataset.num_words,) if isinstance(dataset, Imdb) else (28, 28)
 
 
-def parameter_count(dataset: Imdb | Mnist | FashionMnist, layers: tuple[Layer, ...]) -> int:
-    """What Keras' ``count_params()`` gives for these layers on this dataset, without building the model."""
+def shape_and_parameters(
+    dataset: Imdb | Mnist | FashionMnist, layers: tuple[Layer, ...]
+) -> tuple[tuple[int, ...], int]:
+    """(the output shape of one example, what Keras' ``count_params()`` gives) for these layers on this
+    dataset, without building the model."""
     shape, total = input_shape(dataset), 0
     for layer in layers:
         if isinstance(layer, Flatten):
@@ -142,7 +145,11 @@ def parameter_count(dataset: Imdb | Mnist | FashionMnist, layers: tuple[Layer, .
             shape = (*shape[:-1], layer.units)
         elif isinstance(layer, BatchNorm):
             total += 4 * shape[-1]  # gamma, beta, moving mean and variance
-    return total
+    return shape, total
+
+
+def parameter_count(dataset: Imdb | Mnist | FashionMnist, layers: tuple[Layer, ...]) -> int:
+    return shape_and_parameters(dataset, layers)[1]
 
 
 def expected_output(dataset: Imdb | Mnist | FashionMnist) -> tuple[int, str, str]:
@@ -298,9 +305,17 @@ class Experiment(Strict):
         for i, variant in enumerate(self.variants):
             if names.index(variant.name) != i:
                 found.append((("variants", i, "name"), f"duplicate variant name '{variant.name}'"))
-            params = parameter_count(self.dataset, variant.layers)
+            shape, params = shape_and_parameters(self.dataset, variant.layers)
             if params > MAX_PARAMETERS:
                 found.append((("variants", i, "layers"), f"{params:,} parameters; at most {MAX_PARAMETERS:,}"))
+            if len(shape) != 1:  # Dense acts on the last axis only: images need flattening first
+                found.append(
+                    (
+                        ("variants", i, "layers"),
+                        f"the model's output for one example has shape {shape}, not one vector; "
+                        "put a flatten layer before the first dense layer",
+                    )
+                )
             last = variant.layers[-1]
             if not (isinstance(last, Dense) and last.units == units and last.activation == activation):
                 got = f"dense({last.units}, {last.activation})" if isinstance(last, Dense) else last.kind

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import SPECS
 
 from jobs.loading import load_experiments
 
@@ -139,6 +140,17 @@ def test_a_model_too_large_to_build_is_refused_before_keras(tmp_path):
 
     (error,) = errors_of(l1_with(tmp_path, edit))
     assert error.endswith("parameters; at most 100,000,000") and "variants.0.layers: " in error
+
+
+def test_an_image_model_without_flatten_is_refused_before_it_trains(tmp_path):
+    document = yaml.safe_load((SPECS / "batchnorm.yaml").read_text())
+    for variant in document["variants"]:
+        variant["layers"] = [layer for layer in variant["layers"] if layer["kind"] != "flatten"]
+    path = tmp_path / "noflat.yaml"
+    path.write_text(yaml.safe_dump(document))
+    errors = errors_of(path)
+    assert len(errors) == 2, errors  # one per variant
+    assert all("layers: the model's output for one example has shape (28, 10), not one vector; " in e for e in errors)
 
 
 def test_a_shared_gpu_needs_a_memory_cap(tmp_path):
