@@ -264,7 +264,7 @@ def cmd_data(args, console: Console) -> int:
 
 
 def cmd_run(args, console: Console) -> int:
-    from jobs.run import RunOptions, RunRefused, execute
+    from jobs.run import RunOptions, RunRefused, Terminated, execute
 
     loaded = load_or_exit(args.specs, console)
     options = RunOptions(
@@ -287,7 +287,7 @@ def cmd_run(args, console: Console) -> int:
         for line in refused.lines:
             console.print(line, markup=False, soft_wrap=True)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         again = (
             "jobs being trained again keep their earlier results; run the command again without --force to keep "
             "those and resume the others from their last epoch, or with --force to train every job again"
@@ -295,8 +295,10 @@ def cmd_run(args, console: Console) -> int:
             else "run the same command again to resume (finished jobs are skipped, unfinished ones resume from "
             "their last epoch)"
         )
-        console.print(f"\ninterrupted: finished jobs are stored in {args.results}; {again}", markup=False)
-        return 130
+        report = "" if args.no_report else f"; `regimen report --results {args.results}` updates the report meanwhile"
+        how, code = ("terminated (SIGTERM)", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
+        console.print(f"\n{how}: finished jobs are stored in {args.results}; {again}{report}", markup=False)
+        return code
     kept = f", {len(summary.kept)} failed before and not retried (--force retries)" if summary.kept else ""
     console.print(
         f"{summary.planned} jobs: {len(summary.finished)} trained, {summary.skipped} already stored, "

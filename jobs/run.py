@@ -10,6 +10,8 @@ import contextlib
 import logging
 import os
 import secrets
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -277,9 +279,35 @@ def select_driver_backend(jobs: list[Job]) -> None:
     os.environ["KERAS_BACKEND"] = backends[0]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's time limit, ``timeout``, ``docker stop``), handled as Ctrl-C is."""
+
+
 def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptions, console: Console) -> RunSummary:
     """Plan, check, dispatch and persist into ``store``; raises :class:`RunRefused` before training when it
-    cannot start."""
+    cannot start, and KeyboardInterrupt (:class:`Terminated` on SIGTERM) when stopped, with every job that
+    did not finish marked interrupted."""
+    on_sigterm = signal.getsignal(signal.SIGTERM)
+    terminated = threading.Event()
+
+    def terminate(signum, frame):
+        terminated.set()
+        raise KeyboardInterrupt  # what Ray raises from inside a wait anyway, whatever a handler raised
+
+    try:
+        return _execute(experiments, store, options, console, terminate)
+    except KeyboardInterrupt:
+        if terminated.is_set():
+            raise Terminated from None
+        raise
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _execute(
+    experiments: list[LoadedExperiment], store: Store, options: RunOptions, console: Console, on_sigterm
+) -> RunSummary:
     jobs = expand(
         [e.experiment for e in experiments],
         seeds=options.seeds,
@@ -297,6 +325,8 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
             select_driver_backend(to_run)
         located = locate_datasets(to_run, options.data_dir)
         executor, nodes, local = start_executor(options)
+        if threading.current_thread() is threading.main_thread():  # after ray.init, which sets its own
+            signal.signal(signal.SIGTERM, on_sigterm)
         # only a local run's CPU is the one the jobs will use
         feasibility = check(to_run, nodes, local, options.require_gpu, native_bfloat16() if local else None)
         if feasibility.errors:
@@ -320,9 +350,11 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
     with Progress(to_run, summary.skipped, console) as progress:
         outcomes = executor.run(to_run, datasets, store.uri_of(), progress.refresh)
         del datasets  # the executor owns them now: Ray keeps them in its object store, not twice here
+        delivered = set()
         try:
             for outcome in outcomes:
                 persist(store, outcome)
+                delivered.add(outcome.job.id)
                 progress.finished(outcome)
                 if outcome.failure is None:
                     summary.finished.append(outcome.job)
@@ -330,5 +362,8 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
                     summary.failed.append((outcome.job, outcome.failure.reason))
         except KeyboardInterrupt:
             executor.cancel()
+            for job in to_run:
+                if job.id not in delivered:
+                    store.job(job.id).interrupt()
             raise
     return summary

@@ -4,7 +4,7 @@ Layout under the root (a folder, or a URI such as ``s3://bucket/prefix``)::
 
     experiments/<experiment>.json   the experiment as planned: spec, run options, (variant, seed) -> job id
     jobs/<job id>/job.json          what the job trains (model, data, training, seed) and where it is used
-    jobs/<job id>/status.json       {"state": "running" | "done" | "failed", "attempt", "error", ...}
+    jobs/<job id>/status.json       {"state": "running" | "interrupted" | "done" | "failed", "attempt", ...}
     jobs/<job id>/history.json      the finished (or failed) job's metrics per epoch, {"loss": [...], ...}
     jobs/<job id>/result.json       test metrics, parameters, timings, environment, data source
     jobs/<job id>/log.txt           the job's log: progress, and the traceback if it failed
@@ -224,9 +224,9 @@ class JobRecord:
         return self.state()[0] == "done"
 
     def state(self) -> tuple[str, dict, str | None]:
-        """(state, status, why the entry cannot be used): "missing", "running", "failed", "done" (a finished
-        job's readable entry) or "corrupt" with the reason. Reads the status once, and the result and
-        history only where it says done."""
+        """(state, status, why the entry cannot be used): "missing", "running", "interrupted", "failed",
+        "done" (a finished job's readable entry) or "corrupt" with the reason. Reads the status once, and
+        the result and history only where it says done."""
         try:
             status = self.store.read_json(self.file("status.json")) or {}
         except StoreCorrupt as error:
@@ -287,6 +287,13 @@ class JobRecord:
         self.store.write_json(self.file("job.json"), description)
         self.store.write_json(self.file("status.json"), {"state": state, "attempt": attempt, "updated": now()})
         return attempt
+
+    def interrupt(self) -> None:
+        """Mark a job whose run stopped before it finished (Ctrl-C, SIGTERM): its epochs and checkpoint
+        stay, and the next run resumes it. A finished job being trained again stays done."""
+        status = self.status() or {}
+        if status.get("state") == "running":
+            self.store.write_json(self.file("status.json"), {**status, "state": "interrupted", "updated": now()})
 
     def finish(self, history: dict, result: dict, log: str) -> None:
         """Store a finished job; the status flips to done last, so a crash leaves it unfinished. A result

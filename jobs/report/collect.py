@@ -14,7 +14,7 @@ from jobs.spec import Experiment
 from jobs.store import Store, StoreCorrupt
 
 #: The states a planned (variant, seed) can be in; only ``done`` runs carry numbers.
-STATES = ("done", "failed", "running", "missing", "corrupt")
+STATES = ("done", "failed", "running", "interrupted", "missing", "corrupt")
 
 
 @dataclass(frozen=True)
@@ -98,9 +98,13 @@ def _read_job(store: Store, job_id: str) -> tuple[str, str, str, dict | None, di
     if state not in STATES:
         return "corrupt", record.log_uri, f"unknown state {state!r} in status.json", None, None
     error = str(status.get("error", "")) if status else "never started"
-    if state == "running":
-        error = f"attempt {status.get('attempt', '?')}, last update {status.get('updated', '?')}"
-    return state, record.log_uri, error, None, None
+    if state in ("running", "interrupted"):
+        epochs = len(record.resumable_epochs().get("loss", []))
+        error = f"attempt {status.get('attempt', '?')}, {epochs} epochs stored, last update {status.get('updated')}"
+        if state == "interrupted":
+            error += "; the next run resumes it"
+    log = record.log_uri if store.fs.exists(record.file("log.txt")) else ""  # a job that never ended has none
+    return state, log, error, None, None
 
 
 def _reason(error: Exception) -> str:
