@@ -370,7 +370,7 @@ def train(
             "requested_epochs": job.requested_epochs,
             "epochs_capped": job.epochs_capped,
             "batch_size": job.training.batch_size,
-            "data": data.describe(),
+            "data": {**data.describe(), "train": len(x_train), "held_out": len(data.x_train) - len(x_train)},
             "timings": {
                 "started": started,
                 "finished": now(),

@@ -153,6 +153,21 @@ def test_unusable_stores_and_resources_exit_2_in_one_line(args, expected):
     assert "Traceback" not in done.stdout + done.stderr
 
 
+def test_a_held_out_validation_split_is_counted_apart_from_the_training_examples(capsys, in_root, tmp_path):
+    document = yaml.safe_load((SPECS / "dropout.yaml").read_text())
+    document["training"]["validation"] = {"held_out": 0.2}
+    document["variants"], document["claims"] = document["variants"][:1], []
+    spec = tmp_path / "held.yaml"
+    spec.write_text(yaml.safe_dump(document))
+    results = tmp_path / "results"
+    assert main(["run", str(spec), "--synthetic", "--max-epochs", "1", "--in-process", "--results", str(results)]) == 0
+    (job,) = (results / "jobs").iterdir()
+    data = json.loads((job / "result.json").read_text())["data"]
+    assert (data["train"], data["held_out"], data["test"]) == (20_000, 5_000, 25_000)
+    summary = (results / "report" / "summary.md").read_text()
+    assert "20000 train + 5000 held out for validation / 25000 test examples" in summary
+
+
 def test_workers_get_the_results_store_as_an_absolute_path(monkeypatch, in_root, tmp_path):
     """A worker resolves a relative path against its own working folder, which on a cluster is not the
     driver's: its epochs, checkpoints and claims would land elsewhere, and resuming would stop working."""

@@ -167,7 +167,8 @@ def run(info: RunInfo) -> list[Block]:
     if hardware:
         items.append("Hardware: " + "; ".join(hardware))
     for data in info.data:
-        sizes = f", {data.train} train / {data.test} test examples" if data.train is not None else ""
+        held_out = f" + {data.held_out} held out for validation" if data.held_out else ""
+        sizes = f", {data.train} train{held_out} / {data.test} test examples" if data.train is not None else ""
         kind = "**SYNTHETIC**" if data.synthetic else "real"
         items.append(f"Data {data.dataset}: {kind}, from `{data.source}`{sizes}")
     return [Heading(2, "Run"), Items(tuple(items))]

@@ -157,8 +157,9 @@ class DataSource:
     dataset: str
     source: str
     synthetic: bool
-    train: int | None
+    train: int | None  # examples trained on
     test: int | None
+    held_out: int | None = None  # training examples kept apart for validation
 
 
 @dataclass(frozen=True)
@@ -490,6 +491,7 @@ def run_info(collected: Collected) -> RunInfo:
                         bool(data.get("synthetic", False)),
                         data.get("train"),
                         data.get("test"),
+                        data.get("held_out") or None,
                     )
                 )
     return RunInfo(
