@@ -159,6 +159,20 @@ def validate_document(model: type[BaseModel], document: Any, file: str) -> tuple
     return parsed, [SpecError(file, ".".join(map(str, path)), message) for path, message in problems]
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping: YAML forbids it, but PyYAML keeps
+    the last one, so a second ``epochs:`` or ``claims:`` would silently replace the first."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
+            seen.add(key if isinstance(key, str) else id(key_node))
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(file: Path) -> tuple[Any, list[SpecError]]:
     name = str(file)
     try:
@@ -168,7 +182,7 @@ def read_yaml(file: Path) -> tuple[Any, list[SpecError]]:
     except (OSError, UnicodeDecodeError) as error:
         return None, [SpecError(name, "", f"cannot read: {error}")]
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no Python objects
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

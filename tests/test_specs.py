@@ -164,6 +164,10 @@ def test_a_shared_gpu_needs_a_memory_cap(tmp_path):
         ("", "the file is empty"),
         ("name: [unclosed\n", "not valid YAML"),
         ("- just\n- a list\n", "expected a mapping"),
+        (
+            "name: a\ntraining:\n  epochs: 4\n  epochs: 5\n",
+            "not valid YAML: duplicate key 'epochs' at line 4, column 3",
+        ),
     ],
 )
 def test_files_that_are_not_specs(tmp_path, text, expected):
