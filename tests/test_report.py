@@ -148,9 +148,11 @@ def test_claims_csv_has_each_claims_verdict_and_paired_numbers(golden):
     penalty = rows["`penalty` has lower test binary cross-entropy than `basic`"]
     assert (penalty["experiment"], penalty["kind"], penalty["verdict"]) == ("reg", "comparison", "confirmed")
     assert (penalty["seeds"], penalty["seeds_the_claimed_way"]) == ("3", "3")
-    assert float(penalty["mean"]) < 0 and float(penalty["t"]) >= float(penalty["t_critical"]) > 0
+    assert float(penalty["mean"]) < 0 and float(penalty["t_toward_claim"]) >= float(penalty["t_critical"]) > 0
+    differences = [float(d) for d in penalty["per_seed"].split()]
+    assert len(differences) == 3 and sum(differences) / 3 == pytest.approx(float(penalty["mean"]))
     one_seed = rows["`wide` has lower test binary cross-entropy than `basic`"]
-    assert one_seed["verdict"] == "inconclusive" and one_seed["t"] == one_seed["std"] == ""
+    assert one_seed["verdict"] == "inconclusive" and one_seed["t_toward_claim"] == one_seed["std"] == ""
 
 
 def test_the_answer_says_how_big_the_paired_difference_is_and_if_it_is_more_than_noise(golden):

@@ -58,7 +58,8 @@ RULE = (
     "freedom), refuted when it says the difference goes the other way, inconclusive otherwise. With one "
     "seed there is no estimate of the noise, so the verdict is inconclusive (one seed: not a test) and says "
     "which way that seed went. A threshold claim (at least / at most) is confirmed when every seed meets "
-    "the threshold, refuted when none does, inconclusive when the seeds split."
+    "the threshold, refuted when none does, inconclusive when the seeds split. An experiment is confirmed "
+    "when every claim is, refuted when any claim is refuted, and inconclusive otherwise."
 )
 
 

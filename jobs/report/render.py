@@ -175,25 +175,28 @@ CLAIM_COLUMNS = (
     "verdict",
     "seeds",
     "seeds_the_claimed_way",
+    "per_seed",
     "mean",
     "std",
-    "t",
+    "t_toward_claim",
     "t_critical",
     "reason",
 )
 
 
 def claims_csv_text(report: Report) -> str:
-    """One row per claim: its verdict and the numbers behind it (for a comparison, the paired per-seed
-    difference A - B; for a threshold, the variant's value)."""
+    """One row per claim: its verdict and the numbers behind it. ``per_seed``, ``mean`` and ``std`` are of
+    the paired difference A - B for a comparison, of A's value for a threshold; ``t_toward_claim`` is
+    positive where the difference goes the claimed way (so a "lower than" claim with a negative mean has a
+    positive t), and confirms the claim at ``t_critical`` or above."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, CLAIM_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for s in report.experiments:
         for v in s.verdicts:
             row = {"experiment": s.name, **{k: getattr(v, k) for k in ("claim", "metric", "kind", "verdict")}}
-            row |= {"seeds": len(v.values), "seeds_the_claimed_way": v.agree, "mean": v.mean, "std": v.std}
-            row |= {"t": v.t, "t_critical": v.t_critical, "reason": v.reason}
+            row |= {"seeds": len(v.values), "seeds_the_claimed_way": v.agree, "per_seed": " ".join(map(repr, v.values))}
+            row |= {"mean": v.mean, "std": v.std, "t_toward_claim": v.t, "t_critical": v.t_critical, "reason": v.reason}
             writer.writerow({k: _csv_value(x) for k, x in row.items()})
     return buffer.getvalue()
 
