@@ -74,6 +74,16 @@ def test_capped_follows_each_experiments_own_epochs_for_a_job_another_trained(tm
     assert report.experiments[0].variants[0].capped is capped
 
 
+def test_a_study_without_the_courses_numbers_does_not_mention_the_course(tmp_path):
+    store = Store(str(tmp_path))
+    experiment = imdb_experiment("mine", {"basic": {}, "other": {}}, [])
+    ids = plan(store, experiment, seeds=1)
+    for variant in ("basic", "other"):
+        finish(store, ids[variant, 0], curves(experiment.training.metrics, 6, 0.7, 0.01, 0.0))
+    text = write_report(store, tmp_path / "out")["summary.md"].read_text()
+    assert "course" not in text and "seed's" not in text
+
+
 def test_real_uncapped_data_has_no_banner(tmp_path):
     md = write_report(suite_store(tmp_path / "results", seeds=1, synthetic=False), tmp_path / "out")["summary.md"]
     text = md.read_text()

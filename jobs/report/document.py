@@ -108,7 +108,7 @@ def banners(report: Report) -> list[Block]:
         found.append(
             Banner(
                 "**EPOCHS CAPPED.** Some variants trained for fewer epochs than their spec asks (--max-epochs), "
-                "so they are not the seed's experiments: " + "; ".join(report.capped) + "."
+                "so they are not the experiments their specs describe: " + "; ".join(report.capped) + "."
             )
         )
     reduced = [p for p in report.run.environment.get(PRECISION_KEY, ()) if p != FULL_PRECISION]
@@ -116,7 +116,7 @@ def banners(report: Report) -> list[Block]:
         found.append(
             Banner(
                 f"**REDUCED PRECISION.** Some jobs computed their layers in {', '.join(reduced)}, not in float32 "
-                "as the seed's scripts did: faster where the hardware multiplies bfloat16 natively, but rounded "
+                "(the default): faster where the hardware multiplies bfloat16 natively, but rounded "
                 "differently, so compare their numbers with float32 runs only within seed-to-seed noise."
             )
         )
@@ -136,6 +136,7 @@ def overview(report: Report) -> list[Block]:
             synthetic = " (SYNTHETIC data)" if mixed and summary.synthetic else ""
             rows.append((link, summary.question, summary.answer, f"**{summary.verdict}**{synthetic}"))
     metrics = sorted({m for s in report.experiments for v in s.variants for m in v.test})
+    printed = any(v.seed_printed for s in report.experiments for v in s.variants)
     return [
         Heading(2, "Overview"),
         Table(("experiment", "question", "answer (mean ± std across seeds)", "verdict"), tuple(rows)),
@@ -143,9 +144,13 @@ def overview(report: Report) -> list[Block]:
         Paragraph(
             "**Metrics.** "
             + "; ".join(f"{labels.describe(m)} {arrow(m)}" for m in metrics)
-            + ". Test metrics come from `evaluate` on the test set after the last epoch. "
-            "Numbers the course's own scripts printed (the seed document) are shown beside ours, under the metric "
-            "they measure."
+            + ". Test metrics come from `evaluate` on the test set after the last epoch."
+            + (
+                " Numbers the course's own scripts printed (the seed document) are shown beside ours, under the "
+                "metric they measure."
+                if printed
+                else ""
+            )
         ),
     ]
 
@@ -238,6 +243,7 @@ def experiment(summary: ExperimentSummary, has_figure: bool) -> list[Block]:
 def variant_table(summary: ExperimentSummary) -> Table:
     metric = summary.headline_metric
     metrics = list(dict.fromkeys(m for v in summary.variants for m in v.test))
+    printed = any(v.seed_printed for v in summary.variants)  # the course's numbers; a user's study has none
     headers = (
         "variant",
         "parameters",
@@ -245,17 +251,17 @@ def variant_table(summary: ExperimentSummary) -> Table:
         "batch size",
         "seeds",
         *(f"test {labels.name(m)} {arrow(m)}" for m in metrics),
-        "course printed",
+        *(("course printed",) if printed else ()),
         f"best validation epoch ({labels.name(metric)})",
         f"gap: validation − training {labels.name(metric)} at the end",
         "training time",
         "device",
     )
-    rows = tuple(_variant_row(v, metrics) for v in summary.variants)
+    rows = tuple(_variant_row(v, metrics, printed) for v in summary.variants)
     return Table(headers, rows)
 
 
-def _variant_row(v: VariantSummary, metrics: list[str]) -> tuple[str, ...]:
+def _variant_row(v: VariantSummary, metrics: list[str], course_printed: bool) -> tuple[str, ...]:
     epochs = f"**{v.epochs} of {v.requested_epochs} (capped)**" if v.capped else str(v.epochs)
     seeds = str(v.seeds_done) if v.seeds_done == v.seeds_planned else f"{v.seeds_done} of {v.seeds_planned}"
     tests = tuple(v.test[m].text() if v.test.get(m) else "-" for m in metrics)
@@ -271,7 +277,7 @@ def _variant_row(v: VariantSummary, metrics: list[str]) -> tuple[str, ...]:
         str(v.batch_size),
         seeds,
         *tests,
-        printed,
+        *((printed,) if course_printed else ()),
         best,
         v.gap.text() if v.gap else "-",
         time,
