@@ -1,13 +1,13 @@
 """A job's checkpoint: one file holding everything a resumed fit needs to go on as if never stopped.
 
-The model's weights with the optimizer's state, the number of epochs finished, and the state of every
-random-number generator the layers draw from (dropout's masks). Keras' ``BackupAndRestore`` keeps the
-weights and the epoch in two files written one after the other, so a kill between the two pairs one
-epoch's weights with another's count (an epoch trained twice or skipped, silently), and a kill while it
-writes its metadata leaves a file that fails every later run; nor does it keep the random state, so a
-resumed dropout model drew the masks of its first epochs again and ended elsewhere than an uninterrupted
-one. Here the three are one zip, written whole or not at all by the store (a rename on disk, one PUT in
-a bucket).
+The model's weights with the optimizer's state, the number of epochs finished and the seconds they took,
+and the state of every random-number generator the layers draw from (dropout's masks). Keras'
+``BackupAndRestore`` keeps the weights and the epoch in two files written one after the other, so a kill
+between the two pairs one epoch's weights with another's count (an epoch trained twice or skipped,
+silently), and a kill while it writes its metadata leaves a file that fails every later run; nor does it
+keep the random state, so a resumed dropout model drew the masks of its first epochs again and ended
+elsewhere than an uninterrupted one. Here it all is one zip, written whole or not at all by the store (a
+rename on disk, one PUT in a bucket).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import io
 import json
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 WEIGHTS, STATE = "model.weights.h5", "state.json"
@@ -27,8 +28,14 @@ def random_state_variables(model) -> list:
     return [variable for variable in model.variables if id(variable) not in weights]
 
 
-def dump(model, epochs_done: int) -> bytes:
-    """The checkpoint of ``model`` after ``epochs_done`` epochs."""
+@dataclass(frozen=True)
+class Restored:
+    epochs_done: int
+    fit_seconds: float  # the training time of those epochs, over every attempt that trained them
+
+
+def dump(model, epochs_done: int, fit_seconds: float) -> bytes:
+    """The checkpoint of ``model`` after ``epochs_done`` epochs, which took ``fit_seconds`` to train."""
     random_states = [variable.numpy().tolist() for variable in random_state_variables(model)]
     with tempfile.TemporaryDirectory(prefix="regimen-checkpoint-") as folder:
         weights = Path(folder) / WEIGHTS
@@ -36,12 +43,13 @@ def dump(model, epochs_done: int) -> bytes:
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
             archive.write(weights, WEIGHTS)
-            archive.writestr(STATE, json.dumps({"epochs_done": epochs_done, "random_states": random_states}))
+            state = {"epochs_done": epochs_done, "fit_seconds": fit_seconds, "random_states": random_states}
+            archive.writestr(STATE, json.dumps(state))
     return out.getvalue()
 
 
-def restore(model, checkpoint: bytes) -> int:
-    """Load ``checkpoint`` into ``model`` (compiled, not yet trained); returns the epochs it had finished.
+def restore(model, checkpoint: bytes) -> Restored:
+    """Load ``checkpoint`` into ``model`` (compiled, not yet trained); returns what it had trained.
     Raises on a checkpoint that does not fit the model or cannot be read; the model may then be half
     loaded, so the caller builds a fresh one."""
     with zipfile.ZipFile(io.BytesIO(checkpoint)) as archive, tempfile.TemporaryDirectory() as folder:
@@ -54,4 +62,4 @@ def restore(model, checkpoint: bytes) -> int:
         raise ValueError(f"the checkpoint has {len(saved)} random states, the model {len(variables)}")
     for variable, value in zip(variables, saved, strict=True):
         variable.assign(value)
-    return int(state["epochs_done"])
+    return Restored(int(state["epochs_done"]), float(state["fit_seconds"]))

@@ -249,7 +249,9 @@ def restored_history(stored: dict, epochs: int) -> dict:
     return {key: values[:epochs] for key, values in stored.items()}
 
 
-def _callbacks(job: Job, record: JobRecord, history: dict, report: ProgressReport | None, log: list[str]):
+def _callbacks(
+    job: Job, record: JobRecord, history: dict, earlier_seconds: float, report: ProgressReport | None, log: list[str]
+):
     import keras
 
     from jobs import checkpoint
@@ -281,14 +283,20 @@ def _callbacks(job: Job, record: JobRecord, history: dict, report: ProgressRepor
             if report is not None:
                 report(job.id, epoch + 1, job.training.epochs, logs)
 
-    # After the epoch's metrics are stored, so a checkpoint is never ahead of them. Kept after the fit: a
-    # process that finishes but cannot deliver its result (its driver died) leaves a checkpoint from which
-    # the next run evaluates at once. The store drops it once the result is in.
-    backup = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: record.write_checkpoint(checkpoint.dump(backup.model, epoch + 1))
-    )
+    class Checkpoint(keras.callbacks.Callback):
+        """After the epoch's metrics are stored, so a checkpoint is never ahead of them. Kept after the fit:
+        a process that finishes but cannot deliver its result (its driver died) leaves a checkpoint from
+        which the next run evaluates at once. The store drops it once the result is in."""
+
+        def on_train_begin(self, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = earlier_seconds + time.perf_counter() - self.started
+            record.write_checkpoint(checkpoint.dump(self.model, epoch + 1, seconds))
+
     store_history = StoreHistory()
-    return store_history, [store_history, backup]
+    return store_history, [store_history, Checkpoint()]
 
 
 #: Jobs this process has run, this one included: more than 1 means Keras and its backend were already imported.
@@ -329,26 +337,26 @@ def train(
                 precision=job.precision,
             )
 
-        model, epochs_done, history = fresh_model(), 0, {}
+        model, restored, history = fresh_model(), checkpoint.Restored(0, 0.0), {}
         saved = record.checkpoint()  # a store that cannot be read fails the attempt and keeps the checkpoint
         if saved is not None:
             stored_epochs = record.resumable_epochs()
             try:
-                epochs_done = checkpoint.restore(model, saved)
-                history = restored_history(stored_epochs, epochs_done)
+                restored = checkpoint.restore(model, saved)
+                history = restored_history(stored_epochs, restored.epochs_done)
             except Exception as error:  # not this model's, unreadable, or ahead of the stored epochs
                 record.restart()
                 log.append(f"{now()} the checkpoint cannot be used ({one_line_error(error)}); trained from the start")
-                model, epochs_done, history = fresh_model(), 0, {}  # the old one may be half loaded
-        if epochs_done:
-            log.append(f"{now()} resumed after epoch {epochs_done} from the checkpoint")
-        store_history, callbacks = _callbacks(job, record, history, report, log)
+                model, restored, history = fresh_model(), checkpoint.Restored(0, 0.0), {}  # maybe half loaded
+        if restored.epochs_done:
+            log.append(f"{now()} resumed after epoch {restored.epochs_done} from the checkpoint")
+        store_history, callbacks = _callbacks(job, record, history, restored.fit_seconds, report, log)
         fit_clock = time.perf_counter()
         model.fit(
             x_train,
             y_train,
             epochs=job.training.epochs,
-            initial_epoch=epochs_done,
+            initial_epoch=restored.epochs_done,
             batch_size=job.training.batch_size,
             validation_data=(x_val, y_val),
             callbacks=callbacks,
@@ -375,6 +383,8 @@ def train(
                 "started": started,
                 "finished": now(),
                 "fit_s": round(fit_s, 3),
+                # every epoch of the history, earlier attempts' included (the report's training time)
+                "training_s": round(restored.fit_seconds + fit_s, 3),
                 "evaluate_s": round(evaluate_s, 3),
                 "total_s": round(time.perf_counter() - clock, 3),
                 # this attempt's epochs only: a resumed job's earlier ones were timed by another process

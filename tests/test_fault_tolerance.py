@@ -58,6 +58,7 @@ def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
     timings = output["result"]["timings"]
     assert timings["epochs_trained"] == 3  # its speed: this attempt's time over this attempt's epochs
     assert timings["seconds_per_epoch"] == pytest.approx(timings["fit_s"] / 3, abs=1e-3)
+    assert timings["training_s"] > timings["fit_s"]  # its training time: the earlier attempt's two epochs too
     assert Path(record.checkpoint_file).is_file()  # kept until the result is stored...
     record.finish(output["history"], output["result"], output["log"])
     assert not Path(record.checkpoint_file).exists()  # ...then dropped
@@ -65,6 +66,7 @@ def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
     restored = train(job, data, str(tmp_path))  # from scratch: no checkpoint is left
     assert "resumed" not in restored["log"] and len(restored["history"]["loss"]) == 5
     assert restored["result"]["timings"]["epochs_trained"] == 5
+    assert restored["result"]["timings"]["training_s"] == restored["result"]["timings"]["fit_s"]
 
 
 @pytest.mark.parametrize("variant", ["basic", "dropout"])

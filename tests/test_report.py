@@ -84,6 +84,18 @@ def test_a_study_without_the_courses_numbers_does_not_mention_the_course(tmp_pat
     assert "course" not in text and "seed's" not in text
 
 
+def test_a_resumed_jobs_training_time_counts_every_attempt(tmp_path):
+    store = Store(str(tmp_path))
+    experiment = imdb_experiment("mine", {"basic": {}}, [])
+    job_id = plan(store, experiment, seeds=1)["basic", 0]
+    finish(store, job_id, curves(experiment.training.metrics, 6, 0.7, 0.01, 0.0), seconds=2.0)
+    result = store.job(job_id).result()
+    result["timings"]["training_s"] = 5.0  # 2 s in this attempt, 3 s in the one it resumed from
+    store.write_json(store.job(job_id).file("result.json"), result)
+    (variant,) = build(store)[0].experiments[0].variants
+    assert variant.fit_s.mean == 5.0
+
+
 def test_real_uncapped_data_has_no_banner(tmp_path):
     md = write_report(suite_store(tmp_path / "results", seeds=1, synthetic=False), tmp_path / "out")["summary.md"]
     text = md.read_text()

@@ -328,7 +328,7 @@ def summarise_variant(experiment: Experiment, runs: Sequence[Run], variant_name:
         best_epoch=best[0] if best else None,
         best_value=best[1] if best else None,
         gap=stat([g for g in (generalisation_gap(h, metric) for h in histories) if g is not None]),
-        fit_s=stat([r["timings"]["fit_s"] for r in results if "fit_s" in r.get("timings", {})]),
+        fit_s=stat([t.get("training_s", t["fit_s"]) for r in results if "fit_s" in (t := r.get("timings", {}))]),
         seconds_per_epoch=stat(
             [r["timings"]["seconds_per_epoch"] for r in results if "seconds_per_epoch" in r.get("timings", {})]
         ),
