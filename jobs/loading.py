@@ -48,11 +48,20 @@ def _quoted(text: str) -> list[str]:
     return re.findall(r"'([^']*)'", text)
 
 
+def _union_member(part: Any) -> bool:
+    """Whether a path part names the member of a plain union that Pydantic tried (``literal['test']``,
+    ``HeldOut``): spec keys are snake_case, so neither is one."""
+    return isinstance(part, str) and (part.startswith("literal[") or part[:1].isupper())
+
+
 def _strip_tags(loc: tuple, document: Any) -> tuple:
-    """Drop the discriminator values Pydantic puts in a path (``layers.1.dense.units`` -> ``layers.1.units``)."""
+    """Drop the discriminator values and union members Pydantic puts in a path (``layers.1.dense.units`` ->
+    ``layers.1.units``, ``training.validation.HeldOut`` -> ``training.validation``)."""
     kept, node = [], document
     for part in loc:
         if isinstance(node, dict) and part not in node and part in (node.get("kind"), node.get("name")):
+            continue
+        if _union_member(part):
             continue
         kept.append(part)
         if isinstance(node, dict):
@@ -74,8 +83,9 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
             current = field.annotation if field else None
         elif get_origin(current) in (tuple, list) and isinstance(part, int):
             current = get_args(current)[0]
-        elif get_origin(current) in (Union, UnionType):  # a discriminated union: ``part`` is the tag
-            current = next((m for m in get_args(current) if part in _tags(m)), None)
+        elif get_origin(current) in (Union, UnionType):  # ``part``: a discriminated union's tag, or a member
+            members = get_args(current)
+            current = next((m for m in members if part in _tags(m) or part == getattr(m, "__name__", "")), None)
         else:
             return None
     current = _unwrap(current)
@@ -127,16 +137,48 @@ def describe_error(error: dict, model: type[BaseModel] = Experiment) -> str:
         return f"'{given}' is not allowed{did_you_mean(given, options)}; expected one of: {', '.join(options)}"
     if kind == "missing":
         return "required key missing"
+    if kind in ("tuple_type", "list_type"):
+        return f"expected a list{_got(given)}"
+    if kind == "model_type":
+        return f"expected {_mapping_of(model, error['loc'])}{_got(given)}"
     message = error["msg"].removeprefix("Value error, ")
     if not isinstance(given, (dict, list)):
         return f"{message} (got {given!r})"
     return message
 
 
+def _got(given: Any) -> str:
+    if isinstance(given, dict):
+        return ", got a mapping"
+    return ", got a list" if isinstance(given, list) else f" (got {given!r})"
+
+
+def _mapping_of(model: type[BaseModel], loc: tuple) -> str:
+    owner = _model_at(model, loc)
+    return f"a mapping with keys {', '.join(owner.model_fields)}" if owner else "a mapping"
+
+
+def _alternatives(errors: list[dict], model: type[BaseModel]) -> str:
+    """One sentence for a value that matched no member of a plain union (``validation: test`` or
+    ``{held_out: 0.2}``)."""
+    expected = []
+    for error in errors:
+        if error["type"] == "literal_error":
+            expected += [f"'{option}'" for option in _quoted(error["ctx"]["expected"])]
+        elif error["type"] == "model_type":
+            expected.append(_mapping_of(model, error["loc"]))
+        else:
+            expected.append(error["msg"])
+    return f"expected {' or '.join(expected)}{_got(errors[0].get('input'))}"
+
+
 def _follows_from_another_error(error: dict, errors: list[dict]) -> bool:
-    """Errors that only echo another one: a list 'too short' because its items failed, and a key
-    'missing' because it was misspelt (``unit: 256`` is one mistake, not two)."""
+    """Errors that only echo another one: a list 'too short' because its items failed, a key 'missing'
+    because it was misspelt (``unit: 256`` is one mistake, not two), and a union's literal member (``test``)
+    when the value was a mapping that failed inside another member."""
     loc = error["loc"]
+    if error["type"] == "literal_error" and _union_member(loc[-1]):  # a mapping that failed inside a member
+        return any(other["loc"][: len(loc) - 1] == loc[:-1] and len(other["loc"]) > len(loc) for other in errors)
     if error["type"] == "too_short":
         return any(other["loc"][: len(loc)] == loc and len(other["loc"]) > len(loc) for other in errors)
     if error["type"] == "missing":
@@ -150,11 +192,17 @@ def validate_document(model: type[BaseModel], document: Any, file: str) -> tuple
         parsed = model.model_validate(document)
     except ValidationError as invalid:
         errors = invalid.errors()
-        return None, [
-            SpecError(file, ".".join(map(str, _strip_tags(e["loc"], document))), describe_error(e, model))
-            for e in errors
-            if not _follows_from_another_error(e, errors)
-        ]
+        found: dict[str, list[dict]] = {}  # the members of a plain union fail together, at one path
+        for error in errors:
+            if not _follows_from_another_error(error, errors):
+                found.setdefault(".".join(map(str, _strip_tags(error["loc"], document))), []).append(error)
+        messages = []
+        for path, group in found.items():
+            if len(group) > 1 and all(_union_member(e["loc"][-1]) for e in group):
+                messages.append(SpecError(file, path, _alternatives(group, model)))
+            else:
+                messages += [SpecError(file, path, describe_error(e, model)) for e in group]
+        return None, messages
     problems = parsed.problems() if isinstance(parsed, Experiment) else []
     return parsed, [SpecError(file, ".".join(map(str, path)), message) for path, message in problems]
 

@@ -49,9 +49,13 @@ MAX_PARAMETERS = 100_000_000
 
 
 def did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
-    """`` (did you mean 'x'?)`` when ``word`` is close to one of ``options``, else an empty string."""
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    """`` (did you mean 'x'?)`` when ``word`` is close to one of ``options`` (case aside: ``ReLU`` is
+    ``relu``), or the start of just one (``acc``), else an empty string."""
+    by_lower = {str(o).lower(): str(o) for o in options}
+    word = str(word).lower()
+    starting = [lower for lower in by_lower if len(word) >= 3 and lower.startswith(word)]
+    close = starting if len(starting) == 1 else difflib.get_close_matches(word, list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean '{by_lower[close[0]]}'?)" if close else ""
 
 
 class Strict(BaseModel):

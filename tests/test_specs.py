@@ -65,6 +65,8 @@ def set_layer(index, **fields):
         (set_layer(0, kind="dense", unit=256), "variants.0.layers.0.unit: unknown key 'unit' (did you mean 'units'?)"),
         (set_layer(0, kind="dropout", rate=1.5), "variants.0.layers.0.rate: Input should be less than 1"),
         (set_layer(0, kind="dense", units=8, activation="rellu"), "'rellu' is not allowed (did you mean 'relu'?)"),
+        (set_layer(0, kind="dense", units=8, activation="ReLU"), "'ReLU' is not allowed (did you mean 'relu'?)"),
+        (lambda d: d["claims"][0].update(metric="acc"), "unknown metric 'acc' (did you mean 'accuracy'?)"),
         (set_layer(0, kind="dens", units=8), "unknown layer kind 'dens' (did you mean 'dense'?)"),
         (set_layer(0, kind="dense", units=0), "variants.0.layers.0.units: Input should be greater than or equal to 1"),
         (
@@ -116,6 +118,31 @@ def test_bad_specs_are_refused_with_file_field_and_reason(tmp_path, edit, expect
     path = l1_with(tmp_path, edit)
     errors = errors_of(path)
     assert any(e.startswith(f"{path}: ") and expected in e for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda d: d["training"].update(validation="held_out"),
+            "training.validation: expected 'test' or a mapping with keys held_out (got 'held_out')",
+        ),
+        (
+            lambda d: d["training"].update(validation={"held_out": 2}),
+            "training.validation.held_out: Input should be less than 1 (got 2)",
+        ),
+        (
+            lambda d: d["training"].update(optimizer="adam"),
+            "training.optimizer: expected a mapping with keys name, learning_rate (got 'adam')",
+        ),
+        (lambda d: d["training"].update(metrics="accuracy"), "training.metrics: expected a list (got 'accuracy')"),
+        (lambda d: d.update(claims=d["claims"][0]), "claims: expected a list, got a mapping"),
+    ],
+)
+def test_a_wrongly_shaped_value_is_one_line_in_the_specs_words(tmp_path, edit, expected):
+    """Not Pydantic's: no "valid tuple" for a YAML list, no class names, no union members."""
+    path = l1_with(tmp_path, edit)
+    assert errors_of(path) == [f"{path}: {expected}"]
 
 
 def test_all_errors_of_a_file_are_reported_together(tmp_path):
