@@ -106,10 +106,11 @@ def pending_jobs(jobs: list[Job], store: Store, force: bool) -> Pending:
     return to_run, finished, kept, unreadable
 
 
-def left_out_of_report(store: Store, planned: dict) -> list[str]:
-    """A notice when finished jobs that the run before planned for an experiment are not in this run's
-    plan (``planned``, its manifest): the report follows the latest run, so they drop out of it, though
-    they stay stored. Where they are only the run before's extra seeds, it says how to report them again."""
+def replaced_in_report(store: Store, planned: dict) -> list[str]:
+    """Notices of what this run's plan for an experiment (``planned``, its manifest) takes out of the
+    report, which follows each experiment's latest run: an experiment of the same name planned from
+    another spec file, and finished jobs the run before planned that this one does not (they stay stored;
+    where they are only the run before's extra seeds, it says how to report them again)."""
     name = planned["experiment"]["name"]
     try:
         before = store.read_experiment(name)
@@ -117,19 +118,26 @@ def left_out_of_report(store: Store, planned: dict) -> list[str]:
         seeds_before = int(before["run"]["seeds"])
     except (StoreCorrupt, KeyError, TypeError, ValueError):  # no readable manifest before: nothing to compare
         return []
+    notices = []
+    file_before = before.get("spec_file")
+    if file_before and Path(file_before).resolve() != Path(planned["spec_file"]).resolve():
+        notices.append(
+            f"{name}: planned from {planned['spec_file']}, which replaces in the report the experiment of the same "
+            f"name planned from {file_before} (a store keys experiments by name: rename one to keep both)"
+        )
     uses_now = {(j["variant"], j["seed"]): j["job_id"] for j in planned["jobs"]}
     planned_ids = set(uses_now.values())
     left_out = [use for use, job_id in uses_before.items() if job_id not in planned_ids and store.job(job_id).is_done()]
-    if not left_out:
-        return []
-    notice = (
-        f"{name}: {len(left_out)} finished job(s) of the run before are not in this run's plan, so the report "
-        "leaves them out (they stay stored)"
-    )
-    same_settings = all(uses_before.get(use, job_id) == job_id for use, job_id in uses_now.items())
-    if same_settings and all(seed >= planned["run"]["seeds"] for _, seed in left_out):
-        notice += f"; they are seeds this run does not plan: --seeds {seeds_before} reports them again"
-    return [notice]
+    if left_out:
+        notice = (
+            f"{name}: {len(left_out)} finished job(s) of the run before are not in this run's plan, so the report "
+            "leaves them out (they stay stored)"
+        )
+        same_settings = all(uses_before.get(use, job_id) == job_id for use, job_id in uses_now.items())
+        if same_settings and all(seed >= planned["run"]["seeds"] for _, seed in left_out):
+            notice += f"; they are seeds this run does not plan: --seeds {seeds_before} reports them again"
+        notices.append(notice)
+    return notices
 
 
 def locate_datasets(jobs: list[Job], data_dir: Path | None) -> dict[str, tuple]:
@@ -336,7 +344,7 @@ def _execute(
         datasets = read_datasets(located)
     for order, loaded in enumerate(experiments):
         planned = manifest(loaded, order, jobs, options)
-        summary.notices += left_out_of_report(store, planned)
+        summary.notices += replaced_in_report(store, planned)
         store.write_experiment(loaded.experiment.name, planned)
     for notice in summary.notices:
         console.print(f"notice: {notice}", markup=False)

@@ -182,6 +182,21 @@ def test_workers_get_the_results_store_as_an_absolute_path(monkeypatch, in_root,
     assert given == [str(results)]
 
 
+def test_an_experiment_of_the_same_name_from_another_file_says_it_replaces_the_stored_one(capsys, in_root, tmp_path):
+    mine = tmp_path / "mystudy" / "dropout.yaml"  # a user's own study, named as a built-in one
+    mine.parent.mkdir()
+    mine.write_text((SPECS / "dropout.yaml").read_text())
+    results = tmp_path / "results"
+    run = ["--synthetic", "--max-epochs", "1", "--in-process", "--no-report", "--results", str(results)]
+    assert main(["run", "specs/dropout.yaml", *run]) == 0
+    assert main(["run", "specs/dropout.yaml", *run]) == 0
+    assert "notice" not in capsys.readouterr().out  # the same file again
+    assert main(["run", str(mine), *run]) == 0
+    out = capsys.readouterr().out
+    assert f"notice: dropout: planned from {mine}, which replaces in the report the experiment of the same name " in out
+    assert "planned from specs/dropout.yaml (a store keys experiments by name: rename one to keep both)" in out
+
+
 def test_a_run_that_leaves_finished_jobs_out_of_the_report_says_so(capsys, in_root, tmp_path):
     from report_fixtures import suite_store
 
