@@ -51,7 +51,7 @@ def open_store(uri: str, must_exist: bool = False, writable: bool = False) -> St
         raise
     except Exception as error:  # a missing fsspec backend, credentials, permissions: all mean "cannot use"
         raise StoreUnavailable(f"results store {uri}: {one_line_error(error)}") from None
-    if must_exist and not exists:
+    if must_exist and not (exists and store.experiment_names()):
         raise StoreUnavailable(f"no results at {uri} (run `regimen run --results {uri}` first)")
     if writable:
         probe = store.path(f".write-check-{uuid.uuid4().hex}")

@@ -140,6 +140,7 @@ def test_a_missing_dataset_stops_the_run_before_training(tmp_path, monkeypatch, 
     ("args", "expected"),
     [
         (["report", "--results", "/nonexistent/results"], "no results at /nonexistent/results"),
+        (["report", "--results", "tests"], "no results at tests (run `regimen run --results tests` first)"),
         (["run", "--synthetic", "--results", "/etc/hostname"], "results store /etc/hostname: not a folder"),
         (["plan", "--results", "nosuchprotocol://x"], "results store nosuchprotocol://x: ValueError"),
         (["run", "--synthetic", "--num-gpus", "0.25"], "--num-gpus 0.25 for overfitting: num_gpus 0.25 shares a GPU"),
