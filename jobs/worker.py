@@ -249,6 +249,30 @@ def restored_history(stored: dict, epochs: int) -> dict:
     return {key: values[:epochs] for key, values in stored.items()}
 
 
+def resume(record: JobRecord, fresh_model: Callable, log: list[str]):
+    """(model, what its checkpoint restored, the history of those epochs): the job's checkpoint loaded into
+    a fresh model, or a fresh model from the first epoch where there is none or it cannot be used (not
+    this model's, unreadable, or ahead of the stored epochs: it is dropped). A store that cannot be read
+    fails the attempt and keeps the checkpoint for the next."""
+    from jobs import checkpoint
+
+    model, nothing = fresh_model(), checkpoint.Restored(0, 0.0)
+    saved = record.checkpoint()
+    if saved is None:
+        return model, nothing, {}
+    stored_epochs = record.resumable_epochs()
+    try:
+        restored = checkpoint.restore(model, saved)
+        history = restored_history(stored_epochs, restored.epochs_done)
+    except Exception as error:
+        record.restart()
+        log.append(f"{now()} the checkpoint cannot be used ({one_line_error(error)}); trained from the start")
+        return fresh_model(), nothing, {}  # the other may be half loaded
+    if restored.epochs_done:
+        log.append(f"{now()} resumed after epoch {restored.epochs_done} from the checkpoint")
+    return model, restored, history
+
+
 def _callbacks(
     job: Job, record: JobRecord, history: dict, earlier_seconds: float, report: ProgressReport | None, log: list[str]
 ):
@@ -322,7 +346,6 @@ def train(
         device = configure_backend(job.backend, execution.threads, resources.num_gpus, resources.gpu_memory_mb)
         import keras
 
-        from jobs import checkpoint
         from jobs.models import build_model
 
         def fresh_model():
@@ -337,19 +360,7 @@ def train(
                 precision=job.precision,
             )
 
-        model, restored, history = fresh_model(), checkpoint.Restored(0, 0.0), {}
-        saved = record.checkpoint()  # a store that cannot be read fails the attempt and keeps the checkpoint
-        if saved is not None:
-            stored_epochs = record.resumable_epochs()
-            try:
-                restored = checkpoint.restore(model, saved)
-                history = restored_history(stored_epochs, restored.epochs_done)
-            except Exception as error:  # not this model's, unreadable, or ahead of the stored epochs
-                record.restart()
-                log.append(f"{now()} the checkpoint cannot be used ({one_line_error(error)}); trained from the start")
-                model, restored, history = fresh_model(), checkpoint.Restored(0, 0.0), {}  # maybe half loaded
-        if restored.epochs_done:
-            log.append(f"{now()} resumed after epoch {restored.epochs_done} from the checkpoint")
+        model, restored, history = resume(record, fresh_model, log)
         store_history, callbacks = _callbacks(job, record, history, restored.fit_seconds, report, log)
         fit_clock = time.perf_counter()
         model.fit(
