@@ -48,10 +48,11 @@ def _quoted(text: str) -> list[str]:
     return re.findall(r"'([^']*)'", text)
 
 
-def _union_member(part: Any) -> bool:
+def _union_member(part: Any, node: Any) -> bool:
     """Whether a path part names the member of a plain union that Pydantic tried (``literal['test']``,
-    ``HeldOut``): spec keys are snake_case, so neither is one."""
-    return isinstance(part, str) and (part.startswith("literal[") or part[:1].isupper())
+    ``HeldOut``) rather than a key the spec holds at that point (``node``; a user's ``Title:`` is a key)."""
+    named = isinstance(part, str) and (part.startswith("literal[") or part[:1].isupper())
+    return named and not (isinstance(node, dict) and part in node)
 
 
 def _strip_tags(loc: tuple, document: Any) -> tuple:
@@ -61,7 +62,7 @@ def _strip_tags(loc: tuple, document: Any) -> tuple:
     for part in loc:
         if isinstance(node, dict) and part not in node and part in (node.get("kind"), node.get("name")):
             continue
-        if _union_member(part):
+        if _union_member(part, node):
             continue
         kept.append(part)
         if isinstance(node, dict):
@@ -161,23 +162,30 @@ def _mapping_of(model: type[BaseModel], loc: tuple) -> str:
 def _alternatives(errors: list[dict], model: type[BaseModel]) -> str:
     """One sentence for a value that matched no member of a plain union (``validation: test`` or
     ``{held_out: 0.2}``)."""
-    expected = []
+    expected, literals = [], []
     for error in errors:
         if error["type"] == "literal_error":
+            literals += _quoted(error["ctx"]["expected"])
             expected += [f"'{option}'" for option in _quoted(error["ctx"]["expected"])]
         elif error["type"] == "model_type":
             expected.append(_mapping_of(model, error["loc"]))
         else:
             expected.append(error["msg"])
-    return f"expected {' or '.join(expected)}{_got(errors[0].get('input'))}"
+    given = errors[0].get("input")
+    hint = did_you_mean(given, literals) if isinstance(given, str) else ""
+    return f"expected {' or '.join(expected)}{_got(given)}{hint}"
 
 
-def _follows_from_another_error(error: dict, errors: list[dict]) -> bool:
+def _ends_in_union_member(loc: tuple, document: Any) -> bool:
+    return bool(loc) and _strip_tags(loc, document) == _strip_tags(loc[:-1], document)
+
+
+def _follows_from_another_error(error: dict, errors: list[dict], document: Any) -> bool:
     """Errors that only echo another one: a list 'too short' because its items failed, a key 'missing'
     because it was misspelt (``unit: 256`` is one mistake, not two), and a union's literal member (``test``)
     when the value was a mapping that failed inside another member."""
     loc = error["loc"]
-    if error["type"] == "literal_error" and _union_member(loc[-1]):  # a mapping that failed inside a member
+    if error["type"] == "literal_error" and _ends_in_union_member(loc, document):  # a mapping failed inside
         return any(other["loc"][: len(loc) - 1] == loc[:-1] and len(other["loc"]) > len(loc) for other in errors)
     if error["type"] == "too_short":
         return any(other["loc"][: len(loc)] == loc and len(other["loc"]) > len(loc) for other in errors)
@@ -194,11 +202,11 @@ def validate_document(model: type[BaseModel], document: Any, file: str) -> tuple
         errors = invalid.errors()
         found: dict[str, list[dict]] = {}  # the members of a plain union fail together, at one path
         for error in errors:
-            if not _follows_from_another_error(error, errors):
+            if not _follows_from_another_error(error, errors, document):
                 found.setdefault(".".join(map(str, _strip_tags(error["loc"], document))), []).append(error)
         messages = []
         for path, group in found.items():
-            if len(group) > 1 and all(_union_member(e["loc"][-1]) for e in group):
+            if len(group) > 1 and all(_ends_in_union_member(e["loc"], document) for e in group):
                 messages.append(SpecError(file, path, _alternatives(group, model)))
             else:
                 messages += [SpecError(file, path, describe_error(e, model)) for e in group]
@@ -214,6 +222,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *defaults``: keys given after it override
+                continue
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, str) and key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)

@@ -50,12 +50,14 @@ MAX_PARAMETERS = 100_000_000
 
 def did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
     """`` (did you mean 'x'?)`` when ``word`` is close to one of ``options`` (case aside: ``ReLU`` is
-    ``relu``), or the start of just one (``acc``), else an empty string."""
+    ``relu``), or else a good part of the start of just one (``acc``; not ``gpu`` for ``gpu_memory_mb``),
+    else an empty string."""
     by_lower = {str(o).lower(): str(o) for o in options}
     word = str(word).lower()
-    starting = [lower for lower in by_lower if len(word) >= 3 and lower.startswith(word)]
-    close = starting if len(starting) == 1 else difflib.get_close_matches(word, list(by_lower), n=1, cutoff=0.6)
-    return f" (did you mean '{by_lower[close[0]]}'?)" if close else ""
+    close = difflib.get_close_matches(word, list(by_lower), n=1, cutoff=0.6)
+    starting = [lower for lower in by_lower if lower.startswith(word) and 3 * len(word) >= len(lower)]
+    found = close or (starting if len(starting) == 1 else [])
+    return f" (did you mean '{by_lower[found[0]]}'?)" if found else ""
 
 
 class Strict(BaseModel):

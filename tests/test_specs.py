@@ -145,6 +145,41 @@ def test_a_wrongly_shaped_value_is_one_line_in_the_specs_words(tmp_path, edit, e
     assert errors_of(path) == [f"{path}: {expected}"]
 
 
+def test_yaml_anchors_and_merge_keys_load_and_keys_after_a_merge_override_it(tmp_path):
+    text = (
+        (SPECS / "l1.yaml")
+        .read_text()
+        .replace(
+            "      - {kind: dense, units: 128, activation: relu}\n      - {kind: dense, units: 128, activation: relu}\n",
+            "      - &hidden {kind: dense, units: 64, activation: relu}\n      - {<<: *hidden, units: 128}\n",
+        )
+    )
+    assert "<<: *hidden" in text
+    (loaded,), errors = load_experiments([write(tmp_path, text, "merged.yaml")])
+    assert errors == []
+    assert [layer.units for layer in loaded.experiment.variants[0].layers] == [64, 128, 1]
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda d: d.update(Title="x"), "Title: unknown key 'Title' (did you mean 'title'?)"),
+        (
+            lambda d: d["variants"][0].update(seed_printed={"Accuracy": "high"}),
+            "variants.0.seed_printed.Accuracy: Input should be a valid number",
+        ),
+        (
+            lambda d: d["training"].update(validation="Test"),
+            "training.validation: expected 'test' or a mapping with keys held_out (got 'Test') (did you mean 'test'?)",
+        ),
+    ],
+)
+def test_keys_a_user_capitalised_are_named_as_written(tmp_path, edit, expected):
+    path = l1_with(tmp_path, edit)
+    errors = errors_of(path)
+    assert len(errors) == 1 and errors[0].startswith(f"{path}: {expected}"), errors
+
+
 def test_all_errors_of_a_file_are_reported_together(tmp_path):
     def edit(document):
         document["variants"][0]["layers"][0] = {"kind": "dense", "unit": 256}  # one mistake, one line
