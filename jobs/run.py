@@ -72,6 +72,7 @@ def manifest(loaded: LoadedExperiment, order: int, jobs: list[Job], options: Run
         "order": order,
         "experiment": loaded.experiment.model_dump(mode="json"),
         "spec_file": str(loaded.file),
+        "spec_path": str(loaded.file.resolve()),  # the same file from another folder is the same spec
         "planned": now(),
         "run": {
             "synthetic": options.synthetic,
@@ -119,11 +120,11 @@ def replaced_in_report(store: Store, planned: dict) -> list[str]:
     except (StoreCorrupt, KeyError, TypeError, ValueError):  # no readable manifest before: nothing to compare
         return []
     notices = []
-    file_before = before.get("spec_file")
-    if file_before and Path(file_before).resolve() != Path(planned["spec_file"]).resolve():
+    path_before = before.get("spec_path")  # manifests written before spec_path existed: not compared
+    if path_before and path_before != planned["spec_path"]:
         notices.append(
             f"{name}: planned from {planned['spec_file']}, which replaces in the report the experiment of the same "
-            f"name planned from {file_before} (a store keys experiments by name: rename one to keep both)"
+            f"name planned from {path_before} (a store keys experiments by name: rename one to keep both)"
         )
     uses_now = {(j["variant"], j["seed"]): j["job_id"] for j in planned["jobs"]}
     planned_ids = set(uses_now.values())
@@ -350,16 +351,17 @@ def _execute(
         console.print(f"notice: {notice}", markup=False)
     if not to_run:
         return summary
-    for job in to_run:
-        record = store.job(job.id)
-        if options.force:
-            record.restart()
-        record.start(job.describe())
-    with Progress(to_run, summary.skipped, console) as progress:
-        outcomes = executor.run(to_run, datasets, store.uri_of(), progress.refresh)
-        del datasets  # the executor owns them now: Ray keeps them in its object store, not twice here
-        delivered = set()
-        try:
+    started, delivered = [], set()
+    try:
+        for job in to_run:
+            record = store.job(job.id)
+            if options.force:
+                record.restart()
+            record.start(job.describe())
+            started.append(job)
+        with Progress(to_run, summary.skipped, console) as progress:
+            outcomes = executor.run(to_run, datasets, store.uri_of(), progress.refresh)
+            del datasets  # the executor owns them now: Ray keeps them in its object store, not twice here
             for outcome in outcomes:
                 persist(store, outcome)
                 delivered.add(outcome.job.id)
@@ -368,10 +370,10 @@ def _execute(
                     summary.finished.append(outcome.job)
                 else:
                     summary.failed.append((outcome.job, outcome.failure.reason))
-        except KeyboardInterrupt:
-            executor.cancel()
-            for job in to_run:
-                if job.id not in delivered:
-                    store.job(job.id).interrupt()
-            raise
+    except KeyboardInterrupt:
+        executor.cancel()
+        for job in started:
+            if job.id not in delivered:
+                store.job(job.id).interrupt()
+        raise
     return summary

@@ -47,11 +47,12 @@ def open_store(uri: str, must_exist: bool = False, writable: bool = False) -> St
         exists = store.fs.exists(store.root)
         if exists and not store.fs.isdir(store.root):
             raise StoreUnavailable(f"results store {uri}: not a folder")
+        has_results = exists and bool(store.experiment_names())
     except StoreUnavailable:
         raise
     except Exception as error:  # a missing fsspec backend, credentials, permissions: all mean "cannot use"
         raise StoreUnavailable(f"results store {uri}: {one_line_error(error)}") from None
-    if must_exist and not (exists and store.experiment_names()):
+    if must_exist and not has_results:
         raise StoreUnavailable(f"no results at {uri} (run `regimen run --results {uri}` first)")
     if writable:
         probe = store.path(f".write-check-{uuid.uuid4().hex}")

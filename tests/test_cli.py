@@ -190,12 +190,12 @@ def test_an_experiment_of_the_same_name_from_another_file_says_it_replaces_the_s
     results = tmp_path / "results"
     run = ["--synthetic", "--max-epochs", "1", "--in-process", "--no-report", "--results", str(results)]
     assert main(["run", "specs/dropout.yaml", *run]) == 0
-    assert main(["run", "specs/dropout.yaml", *run]) == 0
-    assert "notice" not in capsys.readouterr().out  # the same file again
+    assert main(["run", str(SPECS / "dropout.yaml"), *run]) == 0
+    assert "notice" not in capsys.readouterr().out  # the same file again, named from elsewhere
     assert main(["run", str(mine), *run]) == 0
     out = capsys.readouterr().out
     assert f"notice: dropout: planned from {mine}, which replaces in the report the experiment of the same name " in out
-    assert "planned from specs/dropout.yaml (a store keys experiments by name: rename one to keep both)" in out
+    assert f"planned from {SPECS / 'dropout.yaml'} (a store keys experiments by name: rename one to keep both)" in out
 
 
 def test_a_run_that_leaves_finished_jobs_out_of_the_report_says_so(capsys, in_root, tmp_path):
