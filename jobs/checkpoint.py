@@ -1,13 +1,13 @@
 """A job's checkpoint: one file holding everything a resumed fit needs to go on as if never stopped.
 
 The model's weights with the optimizer's state, the number of epochs finished and the seconds they took,
-and the state of every random-number generator the layers draw from (dropout's masks). Keras'
-``BackupAndRestore`` keeps the weights and the epoch in two files written one after the other, so a kill
-between the two pairs one epoch's weights with another's count (an epoch trained twice or skipped,
-silently), and a kill while it writes its metadata leaves a file that fails every later run; nor does it
-keep the random state, so a resumed dropout model drew the masks of its first epochs again and ended
-elsewhere than an uninterrupted one. Here it all is one zip, written whole or not at all by the store (a
-rename on disk, one PUT in a bucket).
+the state of every random-number generator the layers draw from (dropout's masks), and numpy's (Keras
+shuffles each epoch from it on JAX). Keras' ``BackupAndRestore`` keeps the weights and the epoch in two
+files written one after the other, so a kill between the two pairs one epoch's weights with another's
+count (an epoch trained twice or skipped, silently), and a kill while it writes its metadata leaves a
+file that fails every later run; nor does it keep the random state, so a resumed dropout model drew the
+masks of its first epochs again and ended elsewhere than an uninterrupted one. Here it all is one zip,
+written whole or not at all by the store (a rename on disk, one PUT in a bucket).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 WEIGHTS, STATE = "model.weights.h5", "state.json"
 
@@ -37,6 +39,8 @@ class Restored:
 def dump(model, epochs_done: int, fit_seconds: float) -> bytes:
     """The checkpoint of ``model`` after ``epochs_done`` epochs, which took ``fit_seconds`` to train."""
     random_states = [variable.numpy().tolist() for variable in random_state_variables(model)]
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    numpy_state = [name, keys.tolist(), position, has_gauss, gauss]
     with tempfile.TemporaryDirectory(prefix="regimen-checkpoint-") as folder:
         weights = Path(folder) / WEIGHTS
         model.save_weights(weights)
@@ -44,6 +48,7 @@ def dump(model, epochs_done: int, fit_seconds: float) -> bytes:
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
             archive.write(weights, WEIGHTS)
             state = {"epochs_done": epochs_done, "fit_seconds": fit_seconds, "random_states": random_states}
+            state["numpy_random_state"] = numpy_state
             archive.writestr(STATE, json.dumps(state))
     return out.getvalue()
 
@@ -62,4 +67,6 @@ def restore(model, checkpoint: bytes) -> Restored:
         raise ValueError(f"the checkpoint has {len(saved)} random states, the model {len(variables)}")
     for variable, value in zip(variables, saved, strict=True):
         variable.assign(value)
+    name, keys, position, has_gauss, gauss = state["numpy_random_state"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
     return Restored(int(state["epochs_done"]), float(state["fit_seconds"]))

@@ -25,9 +25,9 @@ from jobs.store import Store
 from jobs.worker import JobFailed, train
 
 
-def dropout_jobs(epochs: int):
+def dropout_jobs(epochs: int, backend: str | None = None):
     (item,), _ = load_experiments([ROOT / "specs" / "dropout.yaml"])
-    return expand([item.experiment], synthetic=True, max_epochs=epochs)
+    return expand([item.experiment], synthetic=True, max_epochs=epochs, backend=backend)
 
 
 def interrupted(tmp_path, epochs: int, dies_after: int):
@@ -69,16 +69,14 @@ def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
     assert restored["result"]["timings"]["training_s"] == restored["result"]["timings"]["fit_s"]
 
 
-@pytest.mark.parametrize("variant", ["basic", "dropout"])
-def test_a_resumed_job_ends_exactly_as_an_uninterrupted_one(tmp_path, variant):
-    """Dropout draws its masks from a random state the checkpoint keeps: without it, the resumed epochs
-    drew the first epochs' masks again."""
-    job = next(job for job in dropout_jobs(4) if job.uses[0].variant == variant)
+def same_after_resume(job, folder) -> None:
+    """Train ``job`` straight through, and again cut short after epoch 3 and resumed: the same history
+    and test metrics, to the last bit."""
     data = synthetic(job.dataset, train=2000, test=200)  # four batches an epoch
-    whole = tmp_path / "whole"
+    whole = Path(folder) / "whole"
     Store(str(whole)).job(job.id).start(job.describe())
     uninterrupted = train(job, data, str(whole))
-    cut = tmp_path / "cut"
+    cut = Path(folder) / "cut"
     Store(str(cut)).job(job.id).start(job.describe())
 
     def dies(job_id, epoch, epochs, logs):
@@ -91,6 +89,35 @@ def test_a_resumed_job_ends_exactly_as_an_uninterrupted_one(tmp_path, variant):
     assert "resumed after epoch 2 from the checkpoint" in resumed["log"]
     assert resumed["history"] == uninterrupted["history"]
     assert resumed["result"]["test"] == uninterrupted["result"]["test"]
+
+
+@pytest.mark.parametrize("variant", ["basic", "dropout"])
+def test_a_resumed_job_ends_exactly_as_an_uninterrupted_one(tmp_path, variant):
+    """Dropout draws its masks from a random state the checkpoint keeps: without it, the resumed epochs
+    drew the first epochs' masks again."""
+    same_after_resume(next(job for job in dropout_jobs(4) if job.uses[0].variant == variant), tmp_path)
+
+
+RESUME_ON_JAX = """
+import sys, pytest
+from test_fault_tolerance import dropout_jobs, same_after_resume
+job = next(job for job in dropout_jobs(4, backend="jax") if job.uses[0].variant == "dropout")
+same_after_resume(job, sys.argv[1])
+print("resumed exactly")
+"""
+
+
+def test_a_resumed_job_on_jax_ends_exactly_as_an_uninterrupted_one(tmp_path):
+    """JAX shuffles each epoch from numpy's random state, which the checkpoint keeps too."""
+    done = subprocess.run(
+        [sys.executable, "-c", RESUME_ON_JAX, str(tmp_path)],
+        cwd=ROOT / "tests",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"},
+        timeout=600,
+    )
+    assert done.returncode == 0 and "resumed exactly" in done.stdout, done.stdout + done.stderr[-3000:]
 
 
 def test_a_checkpoint_without_the_history_of_its_epochs_is_dropped_and_the_job_trained_from_the_start(tmp_path):
