@@ -34,6 +34,15 @@ def random_state_variables(model) -> list:
 class Restored:
     epochs_done: int
     fit_seconds: float  # the training time of those epochs, over every attempt that trained them
+    numpy_random_state: list | None = None  # after those epochs; see continue_numpy_random
+
+    def continue_numpy_random(self) -> None:
+        """Put numpy's random state back where those epochs left it. Called as the fit begins, after Keras
+        built the model: on JAX that build draws a shuffle of its own, which the first attempt drew before
+        its first epoch, not before the resumed one."""
+        if self.numpy_random_state is not None:
+            name, keys, position, has_gauss, gauss = self.numpy_random_state
+            np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
 
 
 def dump(model, epochs_done: int, fit_seconds: float) -> bytes:
@@ -67,6 +76,4 @@ def restore(model, checkpoint: bytes) -> Restored:
         raise ValueError(f"the checkpoint has {len(saved)} random states, the model {len(variables)}")
     for variable, value in zip(variables, saved, strict=True):
         variable.assign(value)
-    name, keys, position, has_gauss, gauss = state["numpy_random_state"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
-    return Restored(int(state["epochs_done"]), float(state["fit_seconds"]))
+    return Restored(int(state["epochs_done"]), float(state["fit_seconds"]), state["numpy_random_state"])

@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from jobs import checkpoint
 from jobs.data import Arrays
 from jobs.execution import execution_for
 from jobs.gpus import gpu_total_mb
@@ -249,13 +250,11 @@ def restored_history(stored: dict, epochs: int) -> dict:
     return {key: values[:epochs] for key, values in stored.items()}
 
 
-def resume(record: JobRecord, fresh_model: Callable, log: list[str]):
+def resume(record: JobRecord, fresh_model: Callable, log: list[str]) -> tuple[Any, checkpoint.Restored, dict]:
     """(model, what its checkpoint restored, the history of those epochs): the job's checkpoint loaded into
     a fresh model, or a fresh model from the first epoch where there is none or it cannot be used (not
     this model's, unreadable, or ahead of the stored epochs: it is dropped). A store that cannot be read
     fails the attempt and keeps the checkpoint for the next."""
-    from jobs import checkpoint
-
     model, nothing = fresh_model(), checkpoint.Restored(0, 0.0)
     saved = record.checkpoint()
     if saved is None:
@@ -274,11 +273,14 @@ def resume(record: JobRecord, fresh_model: Callable, log: list[str]):
 
 
 def _callbacks(
-    job: Job, record: JobRecord, history: dict, earlier_seconds: float, report: ProgressReport | None, log: list[str]
+    job: Job,
+    record: JobRecord,
+    history: dict,
+    restored: checkpoint.Restored,
+    report: ProgressReport | None,
+    log: list[str],
 ):
     import keras
-
-    from jobs import checkpoint
 
     owner = record.claim()
 
@@ -313,10 +315,11 @@ def _callbacks(
         which the next run evaluates at once. The store drops it once the result is in."""
 
         def on_train_begin(self, logs=None):
+            restored.continue_numpy_random()
             self.started = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            seconds = earlier_seconds + time.perf_counter() - self.started
+            seconds = restored.fit_seconds + time.perf_counter() - self.started
             record.write_checkpoint(checkpoint.dump(self.model, epoch + 1, seconds))
 
     store_history = StoreHistory()
@@ -361,7 +364,7 @@ def train(
             )
 
         model, restored, history = resume(record, fresh_model, log)
-        store_history, callbacks = _callbacks(job, record, history, restored.fit_seconds, report, log)
+        store_history, callbacks = _callbacks(job, record, history, restored, report, log)
         fit_clock = time.perf_counter()
         model.fit(
             x_train,
