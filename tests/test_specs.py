@@ -146,14 +146,9 @@ def test_a_wrongly_shaped_value_is_one_line_in_the_specs_words(tmp_path, edit, e
 
 
 def test_yaml_anchors_and_merge_keys_load_and_keys_after_a_merge_override_it(tmp_path):
-    text = (
-        (SPECS / "l1.yaml")
-        .read_text()
-        .replace(
-            "      - {kind: dense, units: 128, activation: relu}\n      - {kind: dense, units: 128, activation: relu}\n",
-            "      - &hidden {kind: dense, units: 64, activation: relu}\n      - {<<: *hidden, units: 128}\n",
-        )
-    )
+    hidden = "      - {kind: dense, units: 128, activation: relu}\n"
+    anchored = "      - &hidden {kind: dense, units: 64, activation: relu}\n      - {<<: *hidden, units: 128}\n"
+    text = (SPECS / "l1.yaml").read_text().replace(2 * hidden, anchored)
     assert "<<: *hidden" in text
     (loaded,), errors = load_experiments([write(tmp_path, text, "merged.yaml")])
     assert errors == []
