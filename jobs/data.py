@@ -15,7 +15,7 @@ import io
 import os
 import pickle
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +57,9 @@ class DataCorrupt(Exception):
 
 @dataclass(frozen=True)
 class Arrays:
-    """A dataset ready for ``model.fit``: float32 inputs, labels as the loss expects them."""
+    """A dataset as it travels to its jobs: the inputs as stored, labels as the loss expects them. Real
+    images stay their uint8 pixels (``pixels``): a quarter of float32's bytes in Ray's object store, which
+    every job on a node maps. :meth:`for_fit` gives what ``model.fit`` takes."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -65,6 +67,14 @@ class Arrays:
     y_test: np.ndarray
     source: str = field(compare=False)
     synthetic: bool = False
+    pixels: bool = False  # inputs are uint8 pixels, scaled to [0, 1] by for_fit
+
+    def for_fit(self) -> Arrays:
+        """The float32 inputs the seed fed to ``fit``: pixels / 255, computed as the seed's scripts did;
+        these same arrays where the inputs are float32 already."""
+        if not self.pixels:
+            return self
+        return replace(self, x_train=scaled(self.x_train), x_test=scaled(self.x_test), pixels=False)
 
     def describe(self) -> dict:
         return {
@@ -245,13 +255,21 @@ def preprocess_images(x_train, y_train, x_test, y_test, source: str) -> Arrays:
             raise DataCorrupt(
                 f"{source}: {name} images have shape {x.shape} and {len(y)} labels; expected (N, 28, 28) with N labels"
             )
+        if x.dtype != np.uint8:
+            raise DataCorrupt(f"{source}: {name} images are {x.dtype}; expected uint8 pixels")
     return Arrays(
-        (x_train / np.float32(255)).astype(np.float32),
+        x_train,
         y_train.astype(np.int64),
-        (x_test / np.float32(255)).astype(np.float32),
+        x_test,
         y_test.astype(np.int64),
         source=source,
+        pixels=True,
     )
+
+
+def scaled(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels as float32 in [0, 1]."""
+    return (pixels / np.float32(255)).astype(np.float32, copy=False)
 
 
 def read_images(name: str, files: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from jobs import checkpoint
@@ -344,9 +345,10 @@ def train(
     try:
         started, clock = now(), time.perf_counter()
         resources = job.resources
-        x_train, y_train, x_val, y_val = _splits(job, data)
-        execution = execution_for(job, len(x_train), off)
+        execution = execution_for(job, len(_splits(job, data)[0]), off)
         device = configure_backend(job.backend, execution.threads, resources.num_gpus, resources.gpu_memory_mb)
+        data = fit_inputs(job.backend, data)
+        x_train, y_train, x_val, y_val = _splits(job, data)
         import keras
 
         from jobs.models import build_model
@@ -422,6 +424,20 @@ def train(
         retry = not isinstance(error, Diverged)
         superseded = isinstance(error, Superseded)
         raise JobFailed(reason, traceback.format_exc(), "\n".join(log), history, retry, superseded) from None
+
+
+def fit_inputs(backend: str, data: Arrays) -> Arrays:
+    """``data`` with the float32 inputs ``fit`` takes (``Arrays.for_fit``). On TensorFlow, images are
+    scaled into tensors: Keras copies a numpy array into a tensor of its own, so scaling in numpy would
+    hold the float32 images twice. The same float32 values either way (tested on every pixel value)."""
+    if not data.pixels or backend != "tensorflow":
+        return data.for_fit()
+    import tensorflow as tf
+
+    def scaled(pixels):
+        return tf.cast(tf.convert_to_tensor(pixels), tf.float32) / 255.0
+
+    return replace(data, x_train=scaled(data.x_train), x_test=scaled(data.x_test), pixels=False)
 
 
 def _splits(job: Job, data: Arrays):

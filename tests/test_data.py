@@ -80,7 +80,9 @@ def test_mnist_and_fashion_equal_keras_loaders_scaled(tmp_path, monkeypatch):
     np.savez(tmp_path / "mnist.npz", x_train=xa, y_train=ya, x_test=xb, y_test=yb)
     monkeypatch.setattr(mnist, "get_file", lambda *args, **kwargs: str(tmp_path / "mnist.npz"))
     (x_train, _), (x_test, y_test) = mnist.load_data()
-    ours = load(Mnist(name="mnist"), tmp_path)
+    stored = load(Mnist(name="mnist"), tmp_path)
+    assert stored.pixels and stored.x_train.dtype == np.uint8  # a quarter of float32's bytes in the object store
+    ours = stored.for_fit()
     np.testing.assert_allclose(ours.x_train, x_train / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(ours.y_test, y_test)
     np.testing.assert_allclose(ours.x_test, x_test / 255.0, rtol=1e-6)
@@ -92,9 +94,23 @@ def test_mnist_and_fashion_equal_keras_loaders_scaled(tmp_path, monkeypatch):
     write_idx(folder, "t10k", xb, yb)
     monkeypatch.setattr(fashion_mnist, "get_file", lambda fname, **kwargs: str(folder / fname))
     (x_train, y_train), _ = fashion_mnist.load_data()
-    ours = load(FashionMnist(name="fashion_mnist"), tmp_path)
+    ours = load(FashionMnist(name="fashion_mnist"), tmp_path).for_fit()
     np.testing.assert_allclose(ours.x_train, x_train / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(ours.y_train, y_train)
+
+
+def test_tensorflow_scales_pixels_to_the_same_float32_values_as_numpy():
+    """The worker scales images into tensors on TensorFlow (no second copy in Keras), into arrays
+    otherwise: every pixel value gives the same float32 either way."""
+    from jobs.worker import fit_inputs
+
+    every_value = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    stored = data.Arrays(every_value, np.zeros(16), every_value[:4], np.zeros(4), source="test", pixels=True)
+    on_numpy = fit_inputs("jax", stored)
+    on_tensorflow = fit_inputs("tensorflow", stored)
+    assert not on_tensorflow.pixels and on_numpy.x_train.dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(on_tensorflow.x_train), on_numpy.x_train)
+    np.testing.assert_array_equal(np.asarray(on_tensorflow.x_test), on_numpy.x_test)
 
 
 def test_the_data_folder_comes_before_the_keras_cache(tmp_path, monkeypatch):
@@ -145,6 +161,9 @@ def test_truncated_npz_and_wrong_shapes(tmp_path):
         load(Mnist(name="mnist"), tmp_path)
     np.savez(path, x_train=xa.reshape(10, 784), y_train=ya, x_test=xb, y_test=yb)
     with pytest.raises(data.DataCorrupt, match=r"expected \(N, 28, 28\)"):
+        load(Mnist(name="mnist"), tmp_path)
+    np.savez(path, x_train=xa / 255.0, y_train=ya, x_test=xb, y_test=yb)  # already scaled: not canonical
+    with pytest.raises(data.DataCorrupt, match=r"train images are float64; expected uint8 pixels"):
         load(Mnist(name="mnist"), tmp_path)
 
 
