@@ -70,8 +70,9 @@ class Arrays:
     pixels: bool = False  # inputs are uint8 pixels, scaled to [0, 1] by for_fit
 
     def for_fit(self) -> Arrays:
-        """The float32 inputs the seed fed to ``fit``: pixels / 255, computed as the seed's scripts did;
-        these same arrays where the inputs are float32 already."""
+        """The float32 inputs the seed fed to ``fit``: pixels / 255, the same values as its ``x / 255.0``
+        cast to float32 (tested on every pixel value); these same arrays where the inputs are float32
+        already."""
         if not self.pixels:
             return self
         return replace(self, x_train=scaled(self.x_train), x_test=scaled(self.x_test), pixels=False)

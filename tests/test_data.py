@@ -109,6 +109,7 @@ def test_tensorflow_scales_pixels_to_the_same_float32_values_as_numpy():
     on_numpy = fit_inputs("jax", stored)
     on_tensorflow = fit_inputs("tensorflow", stored)
     assert not on_tensorflow.pixels and on_numpy.x_train.dtype == np.float32
+    np.testing.assert_array_equal(on_numpy.x_train, (every_value / 255.0).astype(np.float32))  # the seed's
     np.testing.assert_array_equal(np.asarray(on_tensorflow.x_train), on_numpy.x_train)
     np.testing.assert_array_equal(np.asarray(on_tensorflow.x_test), on_numpy.x_test)
 
