@@ -435,7 +435,8 @@ def fit_inputs(backend: str, data: Arrays) -> Arrays:
     import tensorflow as tf
 
     def scaled(pixels):
-        return tf.cast(tf.convert_to_tensor(pixels), tf.float32) / 255.0
+        with tf.device("CPU:0"):  # where Keras keeps a numpy array's tensor for tf.data, GPU job or not
+            return tf.cast(tf.convert_to_tensor(pixels), tf.float32) / 255.0
 
     return replace(data, x_train=scaled(data.x_train), x_test=scaled(data.x_test), pixels=False)
 
