@@ -225,18 +225,25 @@ class JobRecord:
         return self.state()[0] == "done"
 
     def state(self) -> tuple[str, dict, str | None]:
-        """(state, status, why the entry cannot be used): "missing", "running", "interrupted", "failed",
-        "done" (a finished job's readable entry) or "corrupt" with the reason. Reads the status once, and
-        the result and history only where it says done."""
+        """(state, status, why the entry cannot be used): see :meth:`read`."""
+        return self.read()[:3]
+
+    def read(self) -> tuple[str, dict, str | None, dict | None, dict | None]:
+        """(state, status, why the entry cannot be used, result, history): "missing", "running",
+        "interrupted", "failed", "done" (a finished job's readable entry, with its result and history) or
+        "corrupt" with the reason. Reads the status once, and the result and history only where it says
+        done."""
         try:
             status = self.store.read_json(self.file("status.json")) or {}
         except StoreCorrupt as error:
-            return "corrupt", {}, str(error)
+            return "corrupt", {}, str(error), None, None
         state = status.get("state", "missing")
-        problem = self.read_finished()[2] if state == "done" else None
-        return ("corrupt", status, problem) if problem else (state, status, None)
+        if state != "done":
+            return state, status, None, None, None
+        result, history, problem = self._read_finished()
+        return ("corrupt", status, problem, None, None) if problem else (state, status, None, result, history)
 
-    def read_finished(self) -> tuple[dict | None, dict | None, str | None]:
+    def _read_finished(self) -> tuple[dict | None, dict | None, str | None]:
         """(result, history, None) of a job whose status says done; (None, None, why) where its entry is
         not a finished job's."""
         try:

@@ -86,14 +86,10 @@ def _read_job(store: Store, job_id: str) -> tuple[str, str, str, dict | None, di
         record = store.job(job_id)
     except ValueError as error:
         return "corrupt", "", str(error), None, None
-    status = record.status()
-    state = (status or {}).get("state", "missing")
+    state, status, why, result, history = record.read()
     if state == "corrupt":
-        return "corrupt", record.log_uri, "status.json is not valid JSON", None, None
+        return "corrupt", record.log_uri, why or "status.json says corrupt", None, None
     if state == "done":  # only a finished job's numbers are reported
-        result, history, problem = record.read_finished()
-        if problem:
-            return "corrupt", record.log_uri, problem, None, None
         return state, record.log_uri, "", result, history
     if state not in STATES:
         return "corrupt", record.log_uri, f"unknown state {state!r} in status.json", None, None
