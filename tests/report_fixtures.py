@@ -135,6 +135,7 @@ def finish(
             "started": "2025-01-02T03:05:00+00:00",
             "finished": "2025-01-02T03:09:00+00:00",
             "fit_s": seconds,
+            "training_s": seconds,
             "evaluate_s": 0.1,
             "total_s": seconds + 0.2,
             "seconds_per_epoch": round(seconds / run, 4),

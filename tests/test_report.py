@@ -84,6 +84,19 @@ def test_a_study_without_the_courses_numbers_does_not_mention_the_course(tmp_pat
     assert "course" not in text and "seed's" not in text
 
 
+def test_markup_in_a_specs_words_shows_as_written_in_both_documents(tmp_path):
+    store = Store(str(tmp_path))
+    experiment = imdb_experiment("mine", {"basic": {}}, [])
+    words = {"title": "Width <b>vs</b> depth", "question": "Is <script>x()</script> safe when t < 2?"}
+    experiment = experiment.model_copy(update=words)
+    finish(store, plan(store, experiment, seeds=1)["basic", 0], curves(experiment.training.metrics, 6, 0.7, 0.01, 0.0))
+    paths = write_report(store, tmp_path / "out")
+    md, page = paths["summary.md"].read_text(), paths["index.html"].read_text()
+    assert "Width &lt;b>vs&lt;/b> depth" in md and "Is &lt;script>x()&lt;/script> safe when t < 2?" in md
+    assert "<b>" not in md and "<script" not in md
+    assert "Width &lt;b&gt;vs&lt;/b&gt; depth" in page and "<script" not in page
+
+
 def test_a_resumed_jobs_training_time_counts_every_attempt(tmp_path):
     store = Store(str(tmp_path))
     experiment = imdb_experiment("mine", {"basic": {}}, [])
@@ -93,7 +106,7 @@ def test_a_resumed_jobs_training_time_counts_every_attempt(tmp_path):
     result["timings"]["training_s"] = 5.0  # 2 s in this attempt, 3 s in the one it resumed from
     store.write_json(store.job(job_id).file("result.json"), result)
     (variant,) = build(store)[0].experiments[0].variants
-    assert variant.fit_s.mean == 5.0
+    assert variant.training_s.mean == 5.0
 
 
 def test_real_uncapped_data_has_no_banner(tmp_path):

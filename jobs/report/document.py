@@ -267,7 +267,7 @@ def _variant_row(v: VariantSummary, metrics: list[str], course_printed: bool) ->
     tests = tuple(v.test[m].text() if v.test.get(m) else "-" for m in metrics)
     printed = ", ".join(f"{labels.name(m)} {labels.printed(x)}" for m, x in v.seed_printed.items()) or "-"
     best = f"{v.best_epoch} ({labels.num(v.best_value)})" if v.best_epoch else "-"
-    time = labels.seconds(v.fit_s.mean, v.fit_s.std) if v.fit_s else "-"
+    time = labels.seconds(v.training_s.mean, v.training_s.std) if v.training_s else "-"
     if v.seconds_per_epoch:
         time += f" ({labels.seconds(v.seconds_per_epoch.mean)}/epoch)"
     return (

@@ -96,7 +96,7 @@ class VariantSummary:
     best_epoch: int | None  # 1-based epoch of the best mean validation value of the headline metric
     best_value: float | None
     gap: Stat | None  # validation - training of the headline metric at the last epoch
-    fit_s: Stat | None
+    training_s: Stat | None  # over every attempt that trained the job
     seconds_per_epoch: Stat | None
     devices: tuple[str, ...]
     seed_printed: dict[str, float]
@@ -121,7 +121,7 @@ class Verdict:
     agree: int  # seeds that went the claimed way
     mean: float | None = None
     std: float | None = None
-    t: float | None = None
+    t_toward_claim: float | None = None  # positive where the paired difference goes the claimed way
     t_critical: float | None = None
 
 
@@ -259,7 +259,9 @@ def compare(claim: Claim, a: dict[int, float], b: dict[int, float]) -> Verdict:
         f"difference {labels.pm(mean, std)} over {len(diffs)} seeds, {agree} of {len(diffs)} the claimed way; "
         f"t = {labels.num(t)} vs critical {critical:g}"
     )
-    return Verdict(**base, verdict=verdict, reason=reason, agree=agree, mean=mean, std=std, t=t, t_critical=critical)
+    return Verdict(
+        **base, verdict=verdict, reason=reason, agree=agree, mean=mean, std=std, t_toward_claim=t, t_critical=critical
+    )
 
 
 def threshold(claim: Claim, values: dict[int, float]) -> Verdict:
@@ -328,7 +330,7 @@ def summarise_variant(experiment: Experiment, runs: Sequence[Run], variant_name:
         best_epoch=best[0] if best else None,
         best_value=best[1] if best else None,
         gap=stat([g for g in (generalisation_gap(h, metric) for h in histories) if g is not None]),
-        fit_s=stat([t.get("training_s", t["fit_s"]) for r in results if "fit_s" in (t := r.get("timings", {}))]),
+        training_s=stat([t["training_s"] for r in results if "training_s" in (t := r.get("timings", {}))]),
         seconds_per_epoch=stat(
             [r["timings"]["seconds_per_epoch"] for r in results if "seconds_per_epoch" in r.get("timings", {})]
         ),
@@ -368,7 +370,7 @@ def answer(claim: Claim, variants: dict[str, VariantSummary], verdict: Verdict) 
         seed_other = variants[claim.other].seed_printed.get(claim.metric)
         if seed is not None and seed_other is not None:
             text += f" (the course printed {labels.printed(seed)} vs {labels.printed(seed_other)})"
-        return text + (f"; {paired(verdict)}." if verdict.t is not None else ".")
+        return text + (f"; {paired(verdict)}." if verdict.t_toward_claim is not None else ".")
     bound = f"≥ {claim.at_least:g}" if claim.at_least is not None else f"≤ {claim.at_most:g}"
     text = f"{_YES_NO[verdict.verdict]}: `{claim.variant}` {what} {mine.text()}, {bound} in {verdict.agree} of "
     text += f"{len(verdict.values)} seeds"
@@ -379,7 +381,7 @@ def answer(claim: Claim, variants: dict[str, VariantSummary], verdict: Verdict) 
 
 def paired(verdict: Verdict) -> str:
     """How big a compared difference is and whether it stands out of the seed-to-seed noise, in words."""
-    n, t, critical = len(verdict.values), verdict.t, verdict.t_critical
+    n, t, critical = len(verdict.values), verdict.t_toward_claim, verdict.t_critical
     size = f"{'lower' if verdict.mean < 0 else 'higher'} by {labels.pm(abs(verdict.mean), verdict.std)}"
     if verdict.mean == 0:
         size = "no different on average"

@@ -24,22 +24,30 @@ def markdown(blocks: list[Block]) -> str:
 
 def _markdown_block(block: Block) -> str:
     if isinstance(block, Heading):
-        return f"{'#' * block.level} {block.text}"
+        return f"{'#' * block.level} {_no_html(block.text)}"
     if isinstance(block, Paragraph):
-        return block.text
+        return _no_html(block.text)
     if isinstance(block, Banner):
-        return f"> ⚠ {block.text}"
+        return f"> ⚠ {_no_html(block.text)}"
     if isinstance(block, Items):
-        return "\n".join(f"- {item}" for item in block.items)
+        return "\n".join(f"- {_no_html(item)}" for item in block.items)
     if isinstance(block, Image):
-        return f"![{block.alt}](figures/{block.name}.png)"
+        return f"![{_no_html(block.alt)}](figures/{block.name}.png)"
     # a Table
     lines = [_row(block.headers), _row(("---",) * len(block.headers))]
     return "\n".join(lines + [_row(r) for r in block.rows])
 
 
 def _row(cells: tuple[str, ...]) -> str:
-    return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+    return "| " + " | ".join(_no_html(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+
+def _no_html(text: str) -> str:
+    """``text`` with every ``<`` that could open an HTML tag (a letter, ``/``, ``!`` or ``?`` after it) written
+    as ``&lt;``, outside code spans: a spec's title or description shows as written, never as markup, where
+    the Markdown is rendered. Comparisons such as ``t < 2.78`` stay as they are."""
+    parts = re.split(r"(`[^`]*`)", text)
+    return "".join(p if p.startswith("`") and len(p) > 1 else re.sub(r"<(?=[A-Za-z/!?])", "&lt;", p) for p in parts)
 
 
 # ---------------------------------------------------------------- HTML
@@ -128,7 +136,7 @@ def csv_text(report: Report) -> str:
         "best_val_value",
         "gap_mean",
         "gap_std",
-        "fit_s_mean",
+        "training_s_mean",
         "seconds_per_epoch_mean",
         "device",
         "experiment_verdict",
@@ -153,7 +161,7 @@ def csv_text(report: Report) -> str:
                 "best_val_value": v.best_value,
                 "gap_mean": v.gap.mean if v.gap else None,
                 "gap_std": v.gap.std if v.gap else None,
-                "fit_s_mean": v.fit_s.mean if v.fit_s else None,
+                "training_s_mean": v.training_s.mean if v.training_s else None,
                 "seconds_per_epoch_mean": v.seconds_per_epoch.mean if v.seconds_per_epoch else None,
                 "device": ";".join(v.devices),
                 "experiment_verdict": s.verdict,
@@ -196,7 +204,7 @@ def claims_csv_text(report: Report) -> str:
         for v in s.verdicts:
             row = {"experiment": s.name, **{k: getattr(v, k) for k in ("claim", "metric", "kind", "verdict")}}
             row |= {"seeds": len(v.values), "seeds_the_claimed_way": v.agree, "per_seed": " ".join(map(repr, v.values))}
-            row |= {"mean": v.mean, "std": v.std, "t_toward_claim": v.t, "t_critical": v.t_critical, "reason": v.reason}
+            row |= {k: getattr(v, k) for k in ("mean", "std", "t_toward_claim", "t_critical", "reason")}
             writer.writerow({k: _csv_value(x) for k, x in row.items()})
     return buffer.getvalue()
 
