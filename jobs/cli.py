@@ -23,6 +23,7 @@ from jobs.loading import LoadedExperiment, load_experiments
 from jobs.plan import BadResources
 from jobs.spec import Backend, Precision
 from jobs.store import Store, StoreUnavailable, open_store
+from jobs.words import count
 
 DEFAULT_SPECS = [Path("specs")]
 
@@ -184,14 +185,14 @@ def cmd_validate(args, console: Console) -> int:
                 continue
             params.append(f"{variant.name} {model.count_params():,}")
         jobs = len(expand([experiment]))
+        sizes = f"{count(len(experiment.variants), 'variant')}, {count(jobs, 'job')}"
         console.print(
-            f"ok  {experiment.name:<12} {len(experiment.variants)} variants, {jobs} jobs, params: {', '.join(params)}"
-            f"  ({item.file})",
+            f"ok  {experiment.name:<12} {sizes}, params: {', '.join(params)}  ({item.file})",
             markup=False,
         )
     if failed:
         return 2
-    console.print(f"{len(loaded)} experiments valid", markup=False)
+    console.print(f"{count(len(loaded), 'experiment')} valid", markup=False)
     return 0
 
 
@@ -301,7 +302,7 @@ def cmd_run(args, console: Console) -> int:
         return code
     kept = f", {len(summary.kept)} failed before and not retried (--force retries)" if summary.kept else ""
     console.print(
-        f"{summary.planned} jobs: {len(summary.finished)} trained, {summary.skipped} already stored, "
+        f"{count(summary.planned, 'job')}: {len(summary.finished)} trained, {summary.skipped} already stored, "
         f"{len(summary.failed)} failed{kept}; results in {args.results}",
         markup=False,
     )

@@ -17,7 +17,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from jobs.spec import Experiment, Suite, did_you_mean
+from jobs.spec import Experiment, Suite
+from jobs.words import did_you_mean
 
 SUITE_FILE = "suite.yaml"
 

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from jobs.executors import Outcome
 from jobs.plan import Job
+from jobs.words import count
 
 
 def _metrics(logs: dict, keys=("loss", "val_loss", "accuracy", "val_accuracy")) -> str:
@@ -23,9 +24,8 @@ def outcome_line(outcome: Outcome) -> str:
         return f"FAILED {job.label} [{job.id}]: {outcome.failure.reason}"
     result = outcome.output["result"]
     test = " ".join(f"{k}={v:.4f}" for k, v in result["test"].items())
-    return (
-        f"done   {job.label} [{job.id}] {result['epochs_run']} epochs, test {test}, {result['timings']['total_s']:.1f}s"
-    )
+    epochs = count(result["epochs_run"], "epoch")
+    return f"done   {job.label} [{job.id}] {epochs}, test {test}, {result['timings']['total_s']:.1f}s"
 
 
 class Progress:

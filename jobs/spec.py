@@ -7,11 +7,12 @@ runs them after Pydantic's own validation so every error carries its own field p
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from jobs.words import did_you_mean
 
 Activation = Literal[
     "linear",
@@ -46,18 +47,6 @@ LOWER_IS_BETTER = frozenset({"loss", "binary_crossentropy", "sparse_categorical_
 MAX_UNITS = 65_536
 #: A spec whose model is larger than this is refused before Keras tries to allocate it.
 MAX_PARAMETERS = 100_000_000
-
-
-def did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
-    """`` (did you mean 'x'?)`` when ``word`` is close to one of ``options`` (case aside: ``ReLU`` is
-    ``relu``), or else a good part of the start of just one (``acc``; not ``gpu`` for ``gpu_memory_mb``),
-    else an empty string."""
-    by_lower = {str(o).lower(): str(o) for o in options}
-    word = str(word).lower()
-    close = difflib.get_close_matches(word, list(by_lower), n=1, cutoff=0.6)
-    starting = [lower for lower in by_lower if lower.startswith(word) and 3 * len(word) >= len(lower)]
-    found = close or (starting if len(starting) == 1 else [])
-    return f" (did you mean '{by_lower[found[0]]}'?)" if found else ""
 
 
 class Strict(BaseModel):

@@ -27,6 +27,7 @@ from jobs.execution import execution_for
 from jobs.gpus import gpu_total_mb
 from jobs.plan import Job
 from jobs.store import JobRecord, Store, now, one_line_error
+from jobs.words import count
 
 #: report(job_id, epoch, epochs, logs) — how a running job tells the driver about each finished epoch.
 ProgressReport = Callable[[str, int, int, dict], Any]
@@ -246,7 +247,7 @@ def restored_history(stored: dict, epochs: int) -> dict:
     have = len(stored.get("loss", []))
     if have < epochs:
         raise CheckpointWithoutHistory(
-            f"the checkpoint was at epoch {epochs} but the store holds the metrics of {have} epochs"
+            f"the checkpoint was at epoch {epochs} but the store holds the metrics of {count(have, 'epoch')}"
         )
     return {key: values[:epochs] for key, values in stored.items()}
 

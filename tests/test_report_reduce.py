@@ -130,7 +130,8 @@ def test_thresholds_count_seeds_on_the_claimed_side():
     split = threshold(at_least, {0: 0.87, 1: 0.85})
     assert (split.verdict, split.agree) == ("inconclusive", 1)
     assert threshold(at_least, {0: 0.86}).verdict == "confirmed"  # the bound itself counts
-    assert "one seed" in threshold(at_least, {0: 0.9}).reason
+    assert threshold(at_least, {0: 0.9}).reason == "met by 1 of 1 seed (value 0.9000)"
+    assert threshold(at_least, {0: 0.87, 1: 0.85}).reason.startswith("met by 1 of 2 seeds (value ")
     assert threshold(at_least, {}).verdict == "inconclusive"
     at_most = Claim(variant="basic", metric="loss", at_most=0.5)
     assert threshold(at_most, {0: 0.4, 1: 0.5}).verdict == "confirmed"

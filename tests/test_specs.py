@@ -7,6 +7,7 @@ import yaml
 from helpers import SPECS
 
 from jobs.loading import load_experiments
+from jobs.words import count
 
 SUITE = ["overfitting", "l1", "l2", "dropout", "batchnorm", "fashion"]
 
@@ -256,3 +257,7 @@ def test_the_schema_forbids_unknown_keys_for_editors():
     schema = Experiment.model_json_schema()
     assert schema["additionalProperties"] is False
     assert {"name", "dataset", "variants", "training", "claims"} <= set(schema["properties"])
+
+
+def test_counts_in_messages_are_singular_for_one():
+    assert (count(1, "epoch"), count(0, "epoch"), count(3, "seed")) == ("1 epoch", "0 epochs", "3 seeds")

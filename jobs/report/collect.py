@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from jobs.spec import Experiment
 from jobs.store import Store, StoreCorrupt
+from jobs.words import count
 
 #: The states a planned (variant, seed) can be in; only ``done`` runs carry numbers.
 STATES = ("done", "failed", "running", "interrupted", "missing", "corrupt")
@@ -95,8 +96,8 @@ def _read_job(store: Store, job_id: str) -> tuple[str, str, str, dict | None, di
         return "corrupt", record.log_uri, f"unknown state {state!r} in status.json", None, None
     error = str(status.get("error", "")) if status else "never started"
     if state in ("running", "interrupted"):
-        epochs = len(record.resumable_epochs().get("loss", []))
-        error = f"attempt {status.get('attempt', '?')}, {epochs} epochs stored, last update {status.get('updated')}"
+        epochs = count(len(record.resumable_epochs().get("loss", [])), "epoch")
+        error = f"attempt {status.get('attempt', '?')}, {epochs} stored, last update {status.get('updated')}"
         if state == "interrupted":
             error += "; the next run resumes it"
     log = record.log_uri if store.fs.exists(record.file("log.txt")) else ""  # a job that never ended has none

@@ -15,6 +15,7 @@ import numpy as np
 from jobs.report import labels
 from jobs.report.collect import Collected, ExperimentRuns, Run
 from jobs.spec import FULL_PRECISION, Claim, Experiment
+from jobs.words import count
 
 #: One-sided 95% critical values of Student's t for 1..30 degrees of freedom; beyond 30 the df=30 value
 #: is used, which is slightly conservative.
@@ -278,7 +279,7 @@ def threshold(claim: Claim, values: dict[int, float]) -> Verdict:
     if not n:
         return Verdict(**base, values=(), verdict="inconclusive", reason="no seed finished", agree=0)
     verdict = "confirmed" if agree == n else "refuted" if agree == 0 else "inconclusive"
-    reason = f"{agree} of {n} seeds meet it (value {s.text()})" + ("; one seed" if n == 1 else "")
+    reason = f"met by {agree} of {count(n, 'seed')} (value {s.text()})"
     return Verdict(**base, values=per_seed, verdict=verdict, reason=reason, agree=agree, mean=s.mean, std=s.std)
 
 
@@ -373,7 +374,7 @@ def answer(claim: Claim, variants: dict[str, VariantSummary], verdict: Verdict) 
         return text + (f"; {paired(verdict)}." if verdict.t_toward_claim is not None else ".")
     bound = f"≥ {claim.at_least:g}" if claim.at_least is not None else f"≤ {claim.at_most:g}"
     text = f"{_YES_NO[verdict.verdict]}: `{claim.variant}` {what} {mine.text()}, {bound} in {verdict.agree} of "
-    text += f"{len(verdict.values)} seeds"
+    text += count(len(verdict.values), "seed")
     if seed is not None:
         text += f" (the course printed {labels.printed(seed)})"
     return text + "."
@@ -514,7 +515,7 @@ def capped(summaries: Sequence[ExperimentSummary], entries: Sequence[ExperimentR
         for v in summary.variants:
             epochs = min(v.epochs, cap or v.epochs)
             if epochs < v.requested_epochs:
-                found.append(f"{summary.name}/{v.name}: {epochs} of {v.requested_epochs} epochs")
+                found.append(f"{summary.name}/{v.name}: {epochs} of {count(v.requested_epochs, 'epoch')}")
     return tuple(found)
 
 
