@@ -10,11 +10,13 @@ Layout under the root (a folder, or a URI such as ``s3://bucket/prefix``)::
     jobs/<job id>/log.txt           the job's log: progress, and the traceback if it failed
     jobs/<job id>/epochs.json       the attempt in progress: every epoch it finished, the same shape
     jobs/<job id>/checkpoint.zip    the attempt in progress: weights, epochs done, random state (jobs.checkpoint)
+    jobs/<job id>/owner.json        the attempt in progress: which task trains it (:meth:`JobRecord.claim`)
 
-A job is finished when its status says ``done`` and its result (with test metrics) and history can be read;
-nothing else counts. An attempt in
-progress writes only ``epochs.json`` and the checkpoint, so a job trained again (``--force``) keeps its
-finished result until the new one replaces it. JSON only: nothing read from the store is ever unpickled.
+The driver alone writes ``status.json``; the task training a job writes its epochs, checkpoint and
+``owner.json``, so neither overwrites what the other just wrote. A job is finished when its status says ``done``
+and its result (with test metrics) and history can be read; nothing else counts. An attempt in progress writes
+only ``epochs.json`` and the checkpoint, so a job trained again (``--force``) keeps its finished result until
+the new one replaces it. JSON only: nothing read from the store is ever unpickled.
 """
 
 from __future__ import annotations
@@ -267,29 +269,35 @@ class JobRecord:
 
     def _drop_attempt(self) -> None:
         # the checkpoint first: a crash in between must not leave a checkpoint without its epochs
-        if self.store.fs.exists(self.checkpoint_file):
-            self.store.fs.rm(self.checkpoint_file)
-        legacy = self.file("checkpoint")  # Keras BackupAndRestore's folder, before jobs.checkpoint
-        if self.store.fs.exists(legacy):
-            self.store.fs.rm(legacy, recursive=True)
-        if self.store.fs.exists(self.file("epochs.json")):
-            self.store.fs.rm(self.file("epochs.json"))
+        self._remove(self.checkpoint_file)
+        self._remove(self.file("checkpoint"), recursive=True)  # Keras BackupAndRestore's, before jobs.checkpoint
+        self._remove(self.file("epochs.json"))
+        self._remove(self.file("owner.json"))
+
+    def _remove(self, path: str, recursive: bool = False) -> None:
+        if self.store.fs.exists(path):
+            self.store.fs.rm(path, recursive=recursive)
 
     def claim(self) -> str:
         """Make the calling process the job's owner; returns its token (see :meth:`owned_by`)."""
         token = uuid.uuid4().hex
-        status = self.status() or {"state": "running", "attempt": self.attempts()}
-        self.store.write_json(self.file("status.json"), {**status, "owner": token, "updated": now()})
+        self.store.write_json(self.file("owner.json"), {"token": token, "claimed": now()})
         return token
 
     def owned_by(self, token: str) -> bool:
         """Whether the process holding ``token`` still owns the job: a newer run (``start``) or another
         process (``claim``) taking the job over ends its ownership."""
-        return (self.status() or {}).get("owner") == token
+        try:
+            owner = self.store.read_json(self.file("owner.json"))
+        except StoreCorrupt:
+            return False
+        return (owner or {}).get("token") == token
 
     def start(self, description: dict) -> int:
-        """Record the job and mark it running; returns this attempt's number (1 for the first). A finished
-        job trained again stays done, with its result, until the new attempt ends."""
+        """Record the job and mark it running, ending any earlier task's ownership; returns this attempt's
+        number (1 for the first). A finished job trained again stays done, with its result, until the new
+        attempt ends."""
+        self._remove(self.file("owner.json"))
         attempt = self.attempts() + 1
         state = "done" if self.is_done() else "running"
         self.store.write_json(self.file("job.json"), description)

@@ -124,7 +124,7 @@ def test_a_checkpoint_without_the_history_of_its_epochs_is_dropped_and_the_job_t
     job, data, record = interrupted(tmp_path, epochs=4, dies_after=3)
     record.write_epochs({"loss": [0.7]})  # the store lost epochs the checkpoint has
     output = train(job, data, str(tmp_path))
-    assert "the checkpoint was at epoch 2 but the store holds the metrics of 1 epochs" in output["log"]
+    assert "the checkpoint was at epoch 2 but the store holds the metrics of 1 epoch" in output["log"]
     assert "resumed" not in output["log"] and all(len(values) == 4 for values in output["history"].values())
     assert output["result"]["timings"]["epochs_trained"] == 4
 

@@ -56,6 +56,26 @@ def test_a_finished_job_trained_again_keeps_its_result_until_the_new_one_lands(t
     assert record.status()["attempt"] == 3 and record.epochs() is None
 
 
+def test_a_task_claiming_its_job_as_the_run_stops_leaves_the_job_interrupted(tmp_path, monkeypatch):
+    """The driver marks jobs interrupted while a task may be claiming one: the interrupt lands just before
+    the claim's write, and the job must still read as interrupted, owned by that task."""
+    record = Store(str(tmp_path)).job("0123456789abcdef")
+    record.start({"id": record.id})
+    write_json = Store.write_json
+
+    def interrupt_first(store, path, value):
+        monkeypatch.setattr(Store, "write_json", write_json)
+        record.interrupt()
+        write_json(store, path, value)
+
+    monkeypatch.setattr(Store, "write_json", interrupt_first)
+    token = record.claim()
+    assert record.status()["state"] == "interrupted"
+    assert record.owned_by(token)
+    record.start({"id": record.id})  # the next run takes the job over
+    assert not record.owned_by(token)
+
+
 def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path, monkeypatch):
     store = Store(str(tmp_path))
     path = store.path("experiments", "x.json")
