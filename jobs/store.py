@@ -254,9 +254,9 @@ class JobRecord:
             return None, None, str(error)
         if not isinstance((result or {}).get("test"), dict):
             return None, None, f"{self.store.uri_of('jobs', self.id, 'result.json')} is missing or has no test metrics"
-        per_epoch = isinstance(history, dict) and all(isinstance(v, list) for v in history.values())
-        if history is not None and not per_epoch:
-            return None, None, f"{self.store.uri_of('jobs', self.id, 'history.json')} is not per-epoch lists"
+        per_epoch = isinstance(history, dict) and all(isinstance(v, list) and v for v in history.values())
+        if not (per_epoch and history):
+            return None, None, f"{self.store.uri_of('jobs', self.id, 'history.json')} is missing or not per-epoch lists"
         return result, history, None
 
     def attempts(self) -> int:

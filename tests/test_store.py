@@ -109,6 +109,21 @@ def test_a_folder_without_a_result_is_not_finished(tmp_path):
     assert not Store(str(tmp_path)).job(JOB).is_done()
 
 
+@pytest.mark.parametrize("history", [None, {}, {"loss": []}, {"loss": 0.5}])
+def test_a_finished_job_without_the_metrics_of_its_epochs_is_not_finished(tmp_path, history):
+    record = Store(str(tmp_path)).job(JOB)
+    record.start({})
+    record.finish({"loss": [0.7, 0.6]}, {"test": {"loss": 0.6}}, "")
+    assert record.is_done()
+    history_file = tmp_path / "jobs" / JOB / "history.json"
+    if history is None:
+        history_file.unlink()
+    else:
+        history_file.write_text(json.dumps(history))
+    state, _, why = record.state()
+    assert state == "corrupt" and f"jobs/{JOB}/history.json is missing or not per-epoch lists" in why
+
+
 @pytest.mark.parametrize("bad", ["../../etc", "ABCDEF0123456789", "x", "0123456789abcdef/.."])
 def test_job_ids_cannot_name_paths_outside_the_store(tmp_path, bad):
     with pytest.raises(ValueError):
