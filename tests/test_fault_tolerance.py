@@ -408,3 +408,14 @@ def test_force_interrupted_keeps_every_result_it_had_not_replaced_yet(tmp_path, 
     assert len(record.epochs()["loss"]) == 1  # the new attempt's epoch, kept apart from the finished history
     assert execute([item], store, options, console).skipped == 2  # a plain rerun keeps both
     assert store.job(cut_short).result() == before[cut_short][0]
+
+
+def test_force_trains_an_interrupted_job_from_its_first_epoch(tmp_path):
+    _, _, record = interrupted(tmp_path, epochs=4, dies_after=3)
+    assert record.checkpoint()  # a resumable attempt: a plain rerun would continue after epoch 2
+    (item,), _ = load_experiments([ROOT / "specs" / "dropout.yaml"])
+    options = RunOptions(synthetic=True, max_epochs=4, executor="local", force=True)
+    execute([item], record.store, options, Console(file=io.StringIO()))
+    result = record.result()
+    assert record.is_done() and result["timings"]["epochs_trained"] == 4
+    assert "resumed" not in record.store.fs.cat(record.file("log.txt")).decode()

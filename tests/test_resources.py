@@ -59,6 +59,13 @@ def test_too_many_cpus_is_refused_too(gpu_jobs):
     assert check(big, [GPU_NODE], local=False).errors
 
 
+def test_a_job_asking_all_a_node_has_fits(gpu_jobs):
+    whole_node = [with_resources(job, num_cpus=8, num_gpus=1) for job in gpu_jobs]
+    assert check(whole_node, [GPU_NODE], local=False).errors == []
+    over = [with_resources(job, num_cpus=8, num_gpus=2) for job in gpu_jobs]
+    assert len(check(over, [GPU_NODE], local=False).errors) == len(gpu_jobs)
+
+
 def test_jax_starts_with_the_jobs_platform_memory_cap_and_deterministic_kernels():
     assert jax_environment(0, None, None, "") == {"JAX_PLATFORMS": "cpu"}
     assert jax_environment(1, None, None, "--xla_dump_to=/tmp/x") == {
