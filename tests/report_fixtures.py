@@ -10,13 +10,14 @@ import hashlib
 import math
 from pathlib import Path
 
+from helpers import SPECS
+
 from jobs.loading import load_experiments
 from jobs.plan import expand
 from jobs.run import RunOptions, manifest
 from jobs.spec import Experiment
 from jobs.store import Store
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
 PLANNED = "2025-01-02T03:04:05+00:00"
 ENVIRONMENT = {
     "host": "fixture-host",

@@ -2,11 +2,10 @@
 are outcomes with their reason, results arrive by value, and progress is reported per epoch."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SPECS, with_resources
+from helpers import ROOT, SPECS, with_resources
 
 from jobs.data import Arrays, synthetic
 from jobs.executors import InProcessExecutor, RayExecutor
@@ -17,7 +16,7 @@ from jobs.worker import configure_backend
 
 @pytest.fixture(scope="module")
 def jobs_and_data():
-    loaded, errors = load_experiments([SPECS / "dropout.yaml", Path(__file__).parent / "specs" / "diverges.yaml"])
+    loaded, errors = load_experiments([SPECS / "dropout.yaml", ROOT / "tests" / "specs" / "diverges.yaml"])
     assert not errors
     jobs = expand([item.experiment for item in loaded], synthetic=True, max_epochs=2)
     datasets = {data_key(job.dataset, True): synthetic(job.dataset, train=600, test=200) for job in jobs}

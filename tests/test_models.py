@@ -1,9 +1,8 @@
 """Models built from the specs have exactly the seed's parameter counts and train on mock data."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from helpers import SPECS
 
 from jobs.loading import load_experiments
 
@@ -24,7 +23,7 @@ SEED_PARAMS = {
 
 @pytest.fixture(scope="module")
 def suite():
-    loaded, errors = load_experiments([Path(__file__).parent.parent / "specs"])
+    loaded, errors = load_experiments([SPECS])
     assert not errors
     return {item.experiment.name: item.experiment for item in loaded}
 

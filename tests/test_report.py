@@ -10,16 +10,15 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 from report_fixtures import curves, finish, fixture_id, golden_store, imdb_experiment, plan, suite_store
 
 from jobs.cli import main
 from jobs.report import build, labels, write_report
 from jobs.store import Store
 
-ROOT = Path(__file__).resolve().parent.parent
 OUTPUTS = {"index.html", "summary.md", "summary.csv", "claims.csv", "summary.json"}
 
 

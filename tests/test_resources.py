@@ -1,11 +1,10 @@
 """GPU and CPU requests are checked against the nodes before dispatch: no silent hang."""
 
 import os
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from helpers import with_resources
+from helpers import SPECS, with_resources
 
 from jobs import worker
 from jobs.gpus import gpu_total_mb, local_gpus
@@ -18,7 +17,7 @@ from jobs.worker import configure_backend, deterministic_gpu_ops, jax_environmen
 
 @pytest.fixture(scope="module")
 def gpu_jobs():
-    (item,), _ = load_experiments([Path(__file__).parent.parent / "specs" / "dropout.yaml"])
+    (item,), _ = load_experiments([SPECS / "dropout.yaml"])
     experiment = item.experiment.model_copy(
         update={"resources": item.experiment.resources.model_copy(update={"num_gpus": 0.25, "gpu_memory_mb": 2048})}
     )
@@ -105,7 +104,7 @@ def test_gpus_are_counted_and_sized_with_nvidia_smi_without_a_framework(tmp_path
 
 
 def test_reduced_precision_on_a_cpu_without_native_bfloat16_gets_a_notice():
-    (item,), _ = load_experiments([Path(__file__).parent.parent / "specs" / "dropout.yaml"])
+    (item,), _ = load_experiments([SPECS / "dropout.yaml"])
     mixed = expand([item.experiment], precision="mixed_bfloat16")
     (notice,) = check(mixed, [CPU_NODE], local=True, native_bfloat16=False).notices
     assert notice.startswith("2 job(s) compute in mixed_bfloat16 but this CPU has no native bfloat16 multiply")

@@ -113,9 +113,10 @@ def test_a_gpu_request_on_a_cluster_without_gpus_fails_fast(tmp_path):
         spec.write_text(
             (ROOT / "specs" / "dropout.yaml").read_text() + "resources: {num_gpus: 0.25, gpu_memory_mb: 2048}\n"
         )
-        # a hang would time out; how fast the refusal comes is in benchmarks/targets.py
+        # the timeout only catches a hang (Ray leaves such a task pending forever); how fast the refusal
+        # comes is timed in benchmarks/targets.py
         done = regimen(
-            "run", str(spec), "--synthetic", "--address", cluster.address, "--results", str(tmp_path), timeout=60
+            "run", str(spec), "--synthetic", "--address", cluster.address, "--results", str(tmp_path), timeout=300
         )
         assert done.returncode == 2, done.stdout + done.stderr
         assert "dropout/basic/s0" in done.stdout and "num_gpus=0.25" in done.stdout

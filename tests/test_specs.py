@@ -42,7 +42,7 @@ def write(tmp_path: Path, text: str, name: str = "bad.yaml") -> Path:
 
 def l1_with(tmp_path: Path, edit) -> Path:
     """specs/l1.yaml with one change applied to its parsed document."""
-    document = yaml.safe_load((Path(__file__).parent.parent / "specs" / "l1.yaml").read_text())
+    document = yaml.safe_load((SPECS / "l1.yaml").read_text())
     edit(document)
     return write(tmp_path, yaml.safe_dump(document, sort_keys=False))
 
