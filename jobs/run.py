@@ -12,6 +12,7 @@ import os
 import secrets
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -296,26 +297,35 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
     """Plan, check, dispatch and persist into ``store``; raises :class:`RunRefused` before training when it
     cannot start, and KeyboardInterrupt (:class:`Terminated` on SIGTERM) when stopped, with every job that
     did not finish marked interrupted."""
-    on_sigterm = signal.getsignal(signal.SIGTERM)
+    on_main_thread = threading.current_thread() is threading.main_thread()  # the only one that gets signals
+    previous_handler = signal.getsignal(signal.SIGTERM)
     terminated = threading.Event()
 
     def terminate(signum, frame):
         terminated.set()
         raise KeyboardInterrupt  # what Ray raises from inside a wait anyway, whatever a handler raised
 
+    def handle_sigterm() -> None:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, terminate)
+
     try:
-        return _execute(experiments, store, options, console, terminate)
+        return _execute(experiments, store, options, console, handle_sigterm)
     except KeyboardInterrupt:
         if terminated.is_set():
             raise Terminated from None
         raise
     finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, on_sigterm)
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous_handler)
 
 
 def _execute(
-    experiments: list[LoadedExperiment], store: Store, options: RunOptions, console: Console, on_sigterm
+    experiments: list[LoadedExperiment],
+    store: Store,
+    options: RunOptions,
+    console: Console,
+    handle_sigterm: Callable[[], None],
 ) -> RunSummary:
     jobs = expand(
         [e.experiment for e in experiments],
@@ -334,8 +344,7 @@ def _execute(
             select_driver_backend(to_run)
         located = locate_datasets(to_run, options.data_dir)
         executor, nodes, local = start_executor(options)
-        if threading.current_thread() is threading.main_thread():  # after ray.init, which sets its own
-            signal.signal(signal.SIGTERM, on_sigterm)
+        handle_sigterm()  # after ray.init, which sets a handler of its own
         # only a local run's CPU is the one the jobs will use
         feasibility = check(to_run, nodes, local, options.require_gpu, native_bfloat16() if local else None)
         if feasibility.errors:
