@@ -1,13 +1,14 @@
 """The ``regimen`` command: a thin layer of argument parsing over the modules that do the work.
 
 Exit codes: 0 success; 1 some job failed; 2 bad input (specs, arguments, data, resources) — reported as
-one line per problem, never a traceback; 130 interrupted.
+one line per problem, never a traceback; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -346,8 +347,32 @@ COMMANDS = {
 }
 
 
+#: The libraries fsspec loads for s3:// and gs:// stores: they log every retry with its traceback.
+STORAGE_LOGGERS = ("gcsfs", "s3fs", "aiobotocore", "botocore", "fsspec")
+
+
+class OneLineToStderr(logging.Handler):
+    """A log record as one line, its logger's name and message, without the traceback it may carry:
+    the store's own error, printed after, says what failed."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"{record.name}: {record.getMessage()}", file=sys.stderr)
+
+
+def storage_logs_in_one_line() -> None:
+    for name in STORAGE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(handler, OneLineToStderr) for handler in logger.handlers):
+            logger.addHandler(OneLineToStderr())
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    storage_logs_in_one_line()
     args = parser().parse_args(argv)
     # Logs and pipes get whole lines: rich would wrap them at 80 columns
     console = Console(highlight=False, soft_wrap=not sys.stdout.isatty(), width=None if sys.stdout.isatty() else 200)

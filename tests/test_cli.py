@@ -1,12 +1,13 @@
 """The CLI as a user meets it: exit codes, one line per problem, no tracebacks."""
 
 import json
+import logging
 
 import pytest
 import yaml
 from helpers import ROOT, SPECS, regimen
 
-from jobs.cli import main
+from jobs.cli import main, storage_logs_in_one_line
 
 
 def test_validate_prints_the_six_experiments(capsys, in_root):
@@ -213,3 +214,13 @@ def test_a_run_that_leaves_finished_jobs_out_of_the_report_says_so(capsys, in_ro
     assert main([*run, "--max-epochs", "1", "--in-process"]) == 0  # other settings: other jobs, no --seeds tip
     out = capsys.readouterr().out
     assert "notice: batchnorm: 2 finished job(s) of the run before" in out and "--seeds" not in out, out
+
+
+def test_a_storage_librarys_retries_are_one_line_each_without_their_traceback(capsys):
+    storage_logs_in_one_line()
+    storage_logs_in_one_line()  # main() runs it every time: still one line per record
+    try:
+        raise ConnectionError("Name or service not known")
+    except ConnectionError:
+        logging.getLogger("gcsfs").error("_request out of retries on exception: %s", "no DNS", exc_info=True)
+    assert capsys.readouterr().err == "gcsfs: _request out of retries on exception: no DNS\n"
