@@ -18,6 +18,10 @@ from jobs.execution import estimated_flops, gpu_processes_unshareable, needs_fre
 from jobs.plan import Job, data_key
 from jobs.worker import JobFailed, train
 
+#: Every task's worker process keeps TensorFlow's C++ log and Python's warnings out of its log file. Given
+#: per task, not to ``ray.init``: a job submitted with env_vars of its own would conflict with those there.
+QUIET_WORKERS = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
+
 #: Ray retries a task this many times after a system failure (node died, worker killed, preemption).
 #: Exceptions raised by the job itself are results, never retried.
 SYSTEM_RETRIES = 3
@@ -126,7 +130,7 @@ class RayExecutor(Executor):
         self.poll_seconds = poll_seconds
         self.off = off
         self.max_gpus_per_node = max_gpus_per_node
-        self.board = ray.remote(num_cpus=0)(ProgressBoard).remote()
+        self.board = None  # an actor, made when jobs run: a run refused before then schedules nothing
         # GPUs come per task through .options(): Ray gives max_calls=1 only to a function declared with GPUs
         self.reusing_task = ray.remote(_train_task)
         self.fresh_process_task = ray.remote(max_calls=1)(_train_task)  # Ray allows max_calls only here
@@ -144,7 +148,7 @@ class RayExecutor(Executor):
         return task.options(
             num_cpus=resources.num_cpus,
             num_gpus=resources.num_gpus,
-            runtime_env={"env_vars": process_env(job)},
+            runtime_env={"env_vars": {**QUIET_WORKERS, **process_env(job)}},
             max_retries=SYSTEM_RETRIES,
             retry_exceptions=False,
             name=f"regimen:{job.label}",
@@ -152,6 +156,7 @@ class RayExecutor(Executor):
 
     def run(self, jobs, datasets, store_uri, on_progress=None):
         ray = self.ray
+        self.board = ray.remote(num_cpus=0)(ProgressBoard).remote()
         if "order" not in self.off:
             jobs = longest_first(jobs, datasets)
         # once per dataset, not per job; with the lever off each task's argument is serialised again

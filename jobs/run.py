@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,10 @@ from jobs.loading import LoadedExperiment
 from jobs.plan import Job, data_key, expand, seeds_of
 from jobs.progress import Progress
 from jobs.resources import check
-from jobs.store import Store, StoreCorrupt, now
+from jobs.store import Store, StoreCorrupt, now, one_line_error
+
+#: The last line of every refusal: a refused run writes and trains nothing.
+NOTHING_TRAINED = "nothing was trained"
 
 
 class RunRefused(Exception):
@@ -158,7 +162,7 @@ def locate_datasets(jobs: list[Job], data_dir: Path | None) -> dict[str, tuple]:
             except DataUnavailable as error:
                 problems.append(str(error))
     if problems:
-        raise RunRefused([*problems, "nothing was trained"])
+        raise RunRefused([*problems, NOTHING_TRAINED])
     return located
 
 
@@ -172,33 +176,65 @@ def read_datasets(located: dict[str, tuple]) -> dict[str, Arrays]:
         except DataCorrupt as error:
             problems.append(str(error))
     if problems:
-        raise RunRefused([*problems, "nothing was trained"])
+        raise RunRefused([*problems, NOTHING_TRAINED])
     return datasets
 
 
 def connect_ray(address: str | None) -> bool:
-    """Connect to ``address`` / ``$RAY_ADDRESS``, or start a private single-node Ray; True when local."""
+    """Connect to ``address`` / ``$RAY_ADDRESS``, or start a private single-node Ray; True when local.
+    :class:`RunRefused` where the cluster cannot be reached or refuses the connection."""
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS")
-    quiet = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}}
     if address:
-        ray.init(address=address, log_to_driver=False, runtime_env=quiet)
+        refuse_unreachable(address)
+        hint = auth_hint()  # before ray.init, which may turn token authentication on in this process
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, ValueError, RuntimeError, ray.exceptions.RayError) as error:  # RayError: its auth
+            why = f"cannot connect to the Ray cluster at {address}: {one_line_error(error)}"
+            raise RunRefused([why, *hint, NOTHING_TRAINED]) from None
         return False
     # address="local": our own instance even when another cluster runs on this machine; the dashboard,
-    # the only HTTP endpoint, is not started at all.
+    # the only HTTP endpoint, is not started at all, nor the metrics exporter of each node's agent, which
+    # would serve every metric on every interface without the token
     private_token()
+    os.environ.setdefault("RAY_enable_metrics_collection", "0")
     # Ray's INFO lines ("Started a local Ray instance") are left out, and its warning that it enabled
     # token authentication by default: Regimen relies on it (README, Security)
     logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(not_the_token_default)
-    ray.init(
-        address="local",
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env=quiet,
-        logging_level=logging.WARNING,
-    )
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     return True
+
+
+def refuse_unreachable(address: str) -> None:
+    """:class:`RunRefused` for an address that is a URL, or a ``HOST:PORT`` where nothing answers: Ray
+    itself would retry such a one for about 14 minutes before its traceback."""
+    scheme, _, rest = address.rpartition("://")
+    if scheme in ("http", "https"):
+        why = (
+            f"--address {address} is a URL, as the dashboard's (for `ray job submit`); `regimen run` takes the "
+            "cluster's GCS address, HOST:6379, or a Ray Client address, ray://HOST:10001"
+        )
+        raise RunRefused([why, NOTHING_TRAINED])
+    host, _, port = rest.rpartition(":")
+    if scheme not in ("", "ray") or not host or not port.isdigit():
+        return  # "auto", or a form Ray parses and reports itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as error:
+        why = f"no Ray cluster answers at {address} ({error.strerror or type(error).__name__}); start one "
+        raise RunRefused([why + "(`ray start --head`) or correct --address / RAY_ADDRESS", NOTHING_TRAINED]) from None
+
+
+def auth_hint() -> list[str]:
+    """What to do where the cluster may want a token this process does not send."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return []
+    return [
+        "if the cluster uses token authentication (Ray 2.60's default): export RAY_AUTH_MODE=token, with the "
+        "cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token (Ray sends it to an address given only when told)"
+    ]
 
 
 def not_the_token_default(record: logging.LogRecord) -> bool:
@@ -283,7 +319,7 @@ def select_driver_backend(jobs: list[Job]) -> None:
                 f"--in-process: these jobs train on {' and '.join(backends)}, and one process runs one Keras "
                 "backend; run without --in-process (Ray gives each backend its own processes), or one backend "
                 "at a time",
-                "nothing was trained",
+                NOTHING_TRAINED,
             ]
         )
     os.environ["KERAS_BACKEND"] = backends[0]
@@ -348,7 +384,7 @@ def _execute(
         # only a local run's CPU is the one the jobs will use
         feasibility = check(to_run, nodes, local, options.require_gpu, native_bfloat16() if local else None)
         if feasibility.errors:
-            raise RunRefused([*feasibility.errors, "nothing was trained"])
+            raise RunRefused([*feasibility.errors, NOTHING_TRAINED])
         to_run = feasibility.jobs
         summary.notices += feasibility.notices + executor.notices(to_run)
         datasets = read_datasets(located)

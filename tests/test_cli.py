@@ -2,6 +2,7 @@
 
 import json
 import logging
+import socket
 
 import pytest
 import yaml
@@ -224,3 +225,24 @@ def test_a_storage_librarys_retries_are_one_line_each_without_their_traceback(ca
     except ConnectionError:
         logging.getLogger("gcsfs").error("_request out of retries on exception: %s", "no DNS", exc_info=True)
     assert capsys.readouterr().err == "gcsfs: _request out of retries on exception: no DNS\n"
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("http://127.0.0.1:8265", "is a URL, as the dashboard's (for `ray job submit`)"),
+        (f"127.0.0.1:{closed_port()}", "no Ray cluster answers at 127.0.0.1:"),
+    ],
+)
+def test_an_address_without_a_ray_cluster_is_refused_at_once(tmp_path, capsys, in_root, address, expected):
+    """Ray would retry an unreachable address for about 14 minutes, then raise its traceback."""
+    code = main(["run", "specs/dropout.yaml", "--synthetic", "--address", address, "--results", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 2 and expected in out and out.rstrip().endswith("nothing was trained"), out
+    assert not (tmp_path / "jobs").exists()

@@ -1,6 +1,7 @@
 """`regimen run` end to end on a real local Ray: the six specs on synthetic data, reruns that skip
 finished jobs, a failing job that does not sink the suite, and a GPU request a cluster cannot meet."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -209,6 +210,31 @@ print(ray.cluster_resources().get("CPU"))
 """
 
 
+#: Ray 2.60's autoscaler and dashboard processes serve Prometheus metrics on every interface, on these fixed
+#: ports, with no setting to bind or turn them off (README, Security); every other metrics exporter is off
+RAYS_UNBINDABLE_METRICS = {44217, 44227}
+
+
+def open_metrics_endpoints(pid: int, host: str) -> set[int]:
+    """The ports on every interface where a process of ``pid``'s tree answers ``GET /metrics`` with 200."""
+    import urllib.request
+
+    import psutil
+
+    root = psutil.Process(pid)
+    ports = set()
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):  # a worker that just ended
+            listening = [c for c in process.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+            ports |= {c.laddr.port for c in listening if c.laddr.ip in ("0.0.0.0", "::")}
+    answering = set()
+    for port in ports:
+        with contextlib.suppress(Exception):  # gRPC ports answer HTTP with garbage
+            if urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=3).status == 200:
+                answering.add(port)
+    return answering
+
+
 def test_the_local_ray_head_refuses_peers_without_its_token(tmp_path):
     """Ray 2.60 listens on every interface and has no setting to bind loopback only; what guards the
     private head that `regimen run` starts is Ray's token authentication: a client that reaches the
@@ -237,6 +263,22 @@ def test_the_local_ray_head_refuses_peers_without_its_token(tmp_path):
             assert "Authentication token is missing or incorrect" in refused.stderr
         with_token = subprocess.run(client, env=with_token, capture_output=True, text=True, timeout=120)
         assert with_token.returncode == 0, with_token.stderr  # the same client, given the token, gets in
+        # `regimen run --address` without the token: refused in one line that says what to export
+        refused = regimen(
+            "run",
+            "specs/dropout.yaml",
+            "--synthetic",
+            "--address",
+            address,
+            "--results",
+            str(tmp_path / "results"),
+            env={**own, "HOME": str(tmp_path), "RAY_AUTH_MODE": "disabled"},
+            timeout=300,
+        )
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert f"cannot connect to the Ray cluster at {address}" in refused.stdout
+        assert "export RAY_AUTH_MODE=token" in refused.stdout and "Traceback" not in refused.stderr
+        assert open_metrics_endpoints(head.pid, address.rsplit(":", 1)[0]) <= RAYS_UNBINDABLE_METRICS
     finally:
         head.stdin.close()
         head.wait(timeout=60)
