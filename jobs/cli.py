@@ -282,6 +282,15 @@ def cmd_run(args, console: Console) -> int:
     if args.data_dir is not None and not args.data_dir.is_dir():
         console.print(f"--data-dir: no such folder '{args.data_dir}'", markup=False)
         return 2
+    submitted = bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))  # set by Ray's job manager
+    if submitted and "://" not in args.results and not Path(args.results).is_absolute():
+        console.print(
+            f"--results {args.results}: in a job submitted to Ray (`ray job submit`), a relative folder is inside "
+            "Ray's temporary copy of the working_dir, which Ray deletes; give an absolute path on a disk the "
+            "nodes share, or a bucket (s3://, gs://)",
+            markup=False,
+        )
+        return 2
     try:
         store = open_store(args.results, writable=True)
         summary = execute(loaded, store, options, console)
