@@ -1,7 +1,8 @@
 """A job's checkpoint: one file holding everything a resumed fit needs to go on as if never stopped.
 
 The model's weights with the optimizer's state, the number of epochs finished and the seconds they took,
-the state of every random-number generator the layers draw from (dropout's masks), and numpy's (Keras
+the job's log so far (so that a resumed job's log begins with its first attempt's lines), the state of
+every random-number generator the layers draw from (dropout's masks), and numpy's (Keras
 shuffles each epoch from it on JAX). Keras' ``BackupAndRestore`` keeps the weights and the epoch in two
 files written one after the other, so a kill between the two pairs one epoch's weights with another's
 count (an epoch trained twice or skipped, silently), and a kill while it writes its metadata leaves a
@@ -35,6 +36,7 @@ class Restored:
     epochs_done: int
     fit_seconds: float  # the training time of those epochs, over every attempt that trained them
     numpy_random_state: list | None = None  # after those epochs; see continue_numpy_random
+    log: tuple[str, ...] = ()  # the job's log up to those epochs, over every attempt
 
     def continue_numpy_random(self) -> None:
         """Put numpy's random state back where those epochs left it. Called as the fit begins, after Keras
@@ -45,8 +47,9 @@ class Restored:
             np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
 
 
-def dump(model, epochs_done: int, fit_seconds: float) -> bytes:
-    """The checkpoint of ``model`` after ``epochs_done`` epochs, which took ``fit_seconds`` to train."""
+def dump(model, epochs_done: int, fit_seconds: float, log: list[str]) -> bytes:
+    """The checkpoint of ``model`` after ``epochs_done`` epochs, which took ``fit_seconds`` to train and
+    wrote ``log``."""
     random_states = [variable.numpy().tolist() for variable in random_state_variables(model)]
     name, keys, position, has_gauss, gauss = np.random.get_state()
     numpy_state = [name, keys.tolist(), position, has_gauss, gauss]
@@ -57,7 +60,7 @@ def dump(model, epochs_done: int, fit_seconds: float) -> bytes:
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
             archive.write(weights, WEIGHTS)
             state = {"epochs_done": epochs_done, "fit_seconds": fit_seconds, "random_states": random_states}
-            state["numpy_random_state"] = numpy_state
+            state |= {"numpy_random_state": numpy_state, "log": log}
             archive.writestr(STATE, json.dumps(state))
     return out.getvalue()
 
@@ -76,4 +79,5 @@ def restore(model, checkpoint: bytes) -> Restored:
         raise ValueError(f"the checkpoint has {len(saved)} random states, the model {len(variables)}")
     for variable, value in zip(variables, saved, strict=True):
         variable.assign(value)
-    return Restored(int(state["epochs_done"]), float(state["fit_seconds"]), state["numpy_random_state"])
+    epochs_done, fit_seconds = int(state["epochs_done"]), float(state["fit_seconds"])
+    return Restored(epochs_done, fit_seconds, state["numpy_random_state"], tuple(state.get("log", ())))

@@ -270,6 +270,7 @@ def resume(record: JobRecord, fresh_model: Callable, log: list[str]) -> tuple[An
         log.append(f"{now()} the checkpoint cannot be used ({one_line_error(error)}); trained from the start")
         return fresh_model(), nothing, {}  # the other may be half loaded
     if restored.epochs_done:
+        log[:0] = restored.log  # the earlier attempts' lines, up to the epochs restored
         log.append(f"{now()} resumed after epoch {restored.epochs_done} from the checkpoint")
     return model, restored, history
 
@@ -322,7 +323,7 @@ def _callbacks(
 
         def on_epoch_end(self, epoch, logs=None):
             seconds = restored.fit_seconds + time.perf_counter() - self.started
-            record.write_checkpoint(checkpoint.dump(self.model, epoch + 1, seconds))
+            record.write_checkpoint(checkpoint.dump(self.model, epoch + 1, seconds, log))
 
     store_history = StoreHistory()
     return store_history, [store_history, Checkpoint()]

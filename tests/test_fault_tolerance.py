@@ -52,6 +52,8 @@ def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
     assert len(record.epochs()["loss"]) == 3
     output = train(job, data, str(tmp_path))
     assert "resumed after epoch 2 from the checkpoint" in output["log"]  # one epoch redone
+    epoch_lines = [line.split()[2] for line in output["log"].splitlines() if line.split()[1] == "epoch"]
+    assert epoch_lines == [f"{n}/5" for n in range(1, 6)]  # the first attempt's lines first, none twice
     history = output["history"]
     assert all(len(values) == 5 for values in history.values()), history
     assert output["result"]["epochs_run"] == 5
