@@ -253,3 +253,16 @@ def test_a_submitted_job_refuses_a_relative_results_folder_ray_would_delete(tmp_
     assert main(["run", "specs/dropout.yaml", "--synthetic", "--results", "results-here", "--in-process"]) == 2
     assert "--results results-here: in a job submitted to Ray" in capsys.readouterr().out
     assert not (ROOT / "results-here").exists()
+
+
+def test_data_says_where_each_dataset_is_found_and_how_to_stage_the_missing(tmp_path, capsys, monkeypatch):
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / "mnist.npz").write_bytes(b"npz")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # an empty Keras cache
+    assert main(["data", "--data-dir", str(staged)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"found    mnist          {staged / 'mnist.npz'}" in lines
+    (imdb,) = [line for line in lines if line.startswith("missing  imdb")]
+    assert str(staged / "imdb.npz") in imdb and str(tmp_path / "keras" / "datasets" / "imdb.npz") in imdb
+    assert "  DIR/imdb.npz" in lines and "  DIR/fashion-mnist/train-images-idx3-ubyte.gz" in lines

@@ -421,3 +421,17 @@ def test_force_trains_an_interrupted_job_from_its_first_epoch(tmp_path):
     result = record.result()
     assert record.is_done() and result["timings"]["epochs_trained"] == 4
     assert "resumed" not in record.store.fs.cat(record.file("log.txt")).decode()
+
+
+def test_a_checkpoint_with_other_random_layers_is_refused_though_its_weights_fit():
+    """dropout/basic and dropout/dropout have the same weights; only the dropout layers' random states
+    tell their checkpoints apart."""
+    from jobs import checkpoint
+    from jobs.models import build_model
+
+    basic, dropout = (build_model(job.dataset, job.layers, job.training, name=job.id) for job in dropout_jobs(2))
+    assert [w.shape for w in basic.weights] == [w.shape for w in dropout.weights]
+    saved = checkpoint.dump(basic, 1, 0.5, ["a line"])
+    with pytest.raises(ValueError, match="the checkpoint has 0 random states, the model 2"):
+        checkpoint.restore(dropout, saved)
+    assert checkpoint.restore(basic, saved).log == ("a line",)

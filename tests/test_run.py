@@ -282,3 +282,15 @@ def test_the_local_ray_head_refuses_peers_without_its_token(tmp_path):
     finally:
         head.stdin.close()
         head.wait(timeout=60)
+
+
+def test_a_token_ray_made_readable_by_every_user_is_made_private(tmp_path, monkeypatch):
+    token = tmp_path / ".ray" / "auth_token"
+    token.parent.mkdir()
+    token.write_text("f" * 64)
+    token.chmod(0o644)  # as Ray 2.60 writes it
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    run.private_token()
+    assert token.stat().st_mode & 0o777 == 0o600 and token.read_text() == "f" * 64  # the same token, kept
