@@ -83,24 +83,31 @@ BAD_INPUTS = {
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_specs_exit_2_with_one_line_and_no_traceback(tmp_path, case):
+def bad_spec(tmp_path, case: str):
     edit, expected = BAD_INPUTS[case]
     document = yaml.safe_load((ROOT / "specs" / "l1.yaml").read_text())
     edit(document)
     spec = tmp_path / "bad.yaml"
     spec.write_text(yaml.safe_dump(document))
-    for command in ("validate", "run"):
-        done = (
-            regimen(command, str(spec), "--results", str(tmp_path / "r"))
-            if command == "run"
-            else regimen(command, str(spec))
-        )
-        assert done.returncode == 2, done
-        lines = done.stdout.splitlines()
-        assert lines[0].startswith(f"{spec}: ") and expected in lines[0]
-        assert "Traceback" not in done.stdout + done.stderr
+    return spec, expected
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_specs_exit_2_with_one_line_and_no_traceback(tmp_path, capsys, case):
+    spec, expected = bad_spec(tmp_path, case)
+    for args in (["validate", str(spec)], ["run", str(spec), "--results", str(tmp_path / "r")]):
+        assert main(args) == 2
+        out, err = capsys.readouterr()
+        assert out.splitlines()[0].startswith(f"{spec}: ") and expected in out.splitlines()[0]
+        assert "Traceback" not in out + err
     assert not (tmp_path / "r").exists()  # nothing was run
+
+
+def test_a_bad_spec_exits_2_from_the_command_line_too(tmp_path):
+    spec, expected = bad_spec(tmp_path, "unit: 256")
+    done = regimen("run", str(spec), "--results", str(tmp_path / "r"))
+    assert done.returncode == 2 and done.stdout.startswith(f"{spec}: ") and expected in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr and not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize(("text", "expected"), [("", "the file is empty"), ("a: [b\n", "not valid YAML")])
