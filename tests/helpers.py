@@ -11,6 +11,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
 
+def load_specs(*paths: Path):
+    """The experiments of the spec files or folders ``paths`` (the six built-in ones by default), which
+    must load without an error."""
+    from jobs.loading import load_experiments
+
+    loaded, errors = load_experiments(list(paths) or [SPECS])
+    assert not errors, errors
+    return [item.experiment for item in loaded]
+
+
 def regimen(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     """``python -m jobs ARGS`` from the repository root, its output captured."""
     return subprocess.run(

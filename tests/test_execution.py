@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from helpers import SPECS, regimen, with_resources
+from helpers import load_specs, regimen, with_resources
 
 from jobs.data import ROWS, Arrays
 from jobs.execution import (
@@ -18,15 +18,12 @@ from jobs.execution import (
     process_env,
 )
 from jobs.executors import longest_first
-from jobs.loading import load_experiments
 from jobs.plan import data_key, expand
 
 
 @pytest.fixture(scope="module")
 def suite_jobs():
-    loaded, errors = load_experiments([SPECS])
-    assert not errors
-    return {job.uses[0].experiment + "/" + job.uses[0].variant: job for job in expand([e.experiment for e in loaded])}
+    return {job.uses[0].experiment + "/" + job.uses[0].variant: job for job in expand(load_specs())}
 
 
 def test_one_python_call_per_epoch(suite_jobs):

@@ -5,20 +5,19 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from helpers import ROOT, SPECS, with_resources
+from helpers import ROOT, SPECS, load_specs, with_resources
 
 from jobs.data import Arrays, synthetic
 from jobs.executors import InProcessExecutor, RayExecutor
-from jobs.loading import load_experiments
 from jobs.plan import Use, data_key, expand, job_id
 from jobs.worker import configure_backend
 
 
 @pytest.fixture(scope="module")
 def jobs_and_data():
-    loaded, errors = load_experiments([SPECS / "dropout.yaml", ROOT / "tests" / "specs" / "diverges.yaml"])
-    assert not errors
-    jobs = expand([item.experiment for item in loaded], synthetic=True, max_epochs=2)
+    jobs = expand(
+        load_specs(SPECS / "dropout.yaml", ROOT / "tests" / "specs" / "diverges.yaml"), synthetic=True, max_epochs=2
+    )
     datasets = {data_key(job.dataset, True): synthetic(job.dataset, train=600, test=200) for job in jobs}
     return jobs, datasets
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, SPECS, load_specs
 from rich.console import Console
 
 from jobs import run
@@ -26,8 +26,7 @@ from jobs.worker import JobFailed, train
 
 
 def dropout_jobs(epochs: int, backend: str | None = None):
-    (item,), _ = load_experiments([ROOT / "specs" / "dropout.yaml"])
-    return expand([item.experiment], synthetic=True, max_epochs=epochs, backend=backend)
+    return expand(load_specs(SPECS / "dropout.yaml"), synthetic=True, max_epochs=epochs, backend=backend)
 
 
 def interrupted(tmp_path, epochs: int, dies_after: int):

@@ -2,9 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import SPECS
-
-from jobs.loading import load_experiments
+from helpers import load_specs
 
 SEED_PARAMS = {
     ("overfitting", "basic"): 58_881,
@@ -23,9 +21,7 @@ SEED_PARAMS = {
 
 @pytest.fixture(scope="module")
 def suite():
-    loaded, errors = load_experiments([SPECS])
-    assert not errors
-    return {item.experiment.name: item.experiment for item in loaded}
+    return {experiment.name: experiment for experiment in load_specs()}
 
 
 @pytest.mark.parametrize(("experiment", "variant"), list(SEED_PARAMS))

@@ -1,17 +1,14 @@
 """Jobs: one per variant and seed, ids from what changes the result, identical jobs merged."""
 
 import pytest
-from helpers import SPECS
+from helpers import load_specs
 
-from jobs.loading import load_experiments
 from jobs.plan import expand, job_id
 
 
 @pytest.fixture(scope="module")
 def experiments():
-    loaded, errors = load_experiments([SPECS])
-    assert not errors
-    return [item.experiment for item in loaded]
+    return load_specs()
 
 
 def test_one_seed_gives_ten_distinct_jobs_for_eleven_variants(experiments):

@@ -4,11 +4,10 @@ import os
 from types import SimpleNamespace
 
 import pytest
-from helpers import SPECS, with_resources
+from helpers import SPECS, load_specs, with_resources
 
 from jobs import worker
 from jobs.gpus import gpu_total_mb, local_gpus
-from jobs.loading import load_experiments
 from jobs.plan import expand
 from jobs.resources import check
 from jobs.run import max_gpus_per_node
@@ -17,9 +16,9 @@ from jobs.worker import configure_backend, deterministic_gpu_ops, jax_environmen
 
 @pytest.fixture(scope="module")
 def gpu_jobs():
-    (item,), _ = load_experiments([SPECS / "dropout.yaml"])
-    experiment = item.experiment.model_copy(
-        update={"resources": item.experiment.resources.model_copy(update={"num_gpus": 0.25, "gpu_memory_mb": 2048})}
+    (experiment,) = load_specs(SPECS / "dropout.yaml")
+    experiment = experiment.model_copy(
+        update={"resources": experiment.resources.model_copy(update={"num_gpus": 0.25, "gpu_memory_mb": 2048})}
     )
     return expand([experiment])
 
@@ -104,14 +103,14 @@ def test_gpus_are_counted_and_sized_with_nvidia_smi_without_a_framework(tmp_path
 
 
 def test_reduced_precision_on_a_cpu_without_native_bfloat16_gets_a_notice():
-    (item,), _ = load_experiments([SPECS / "dropout.yaml"])
-    mixed = expand([item.experiment], precision="mixed_bfloat16")
+    dropout = load_specs(SPECS / "dropout.yaml")
+    mixed = expand(dropout, precision="mixed_bfloat16")
     (notice,) = check(mixed, [CPU_NODE], local=True, native_bfloat16=False).notices
     assert notice.startswith("2 job(s) compute in mixed_bfloat16 but this CPU has no native bfloat16 multiply")
     assert not check(mixed, [CPU_NODE], local=True, native_bfloat16=True).notices
     assert not check(mixed, [CPU_NODE], local=True, native_bfloat16=None).notices  # not Linux: unknown
     assert not check(mixed, [CPU_NODE], local=False, native_bfloat16=False).notices  # a cluster's nodes differ
-    assert not check(expand([item.experiment]), [CPU_NODE], local=True, native_bfloat16=False).notices
+    assert not check(expand(dropout), [CPU_NODE], local=True, native_bfloat16=False).notices
 
 
 @pytest.mark.parametrize(
