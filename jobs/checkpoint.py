@@ -65,6 +65,16 @@ def dump(model, epochs_done: int, fit_seconds: float, log: list[str]) -> bytes:
     return out.getvalue()
 
 
+def log_of(checkpoint: bytes) -> tuple[str, ...]:
+    """The job's log up to the checkpoint's epochs, read without a model (or an empty one where the
+    checkpoint cannot be read)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(checkpoint)) as archive:
+            return tuple(json.loads(archive.read(STATE)).get("log", ()))
+    except (zipfile.BadZipFile, KeyError, ValueError):
+        return ()
+
+
 def restore(model, checkpoint: bytes) -> Restored:
     """Load ``checkpoint`` into ``model`` (compiled, not yet trained); returns what it had trained.
     Raises on a checkpoint that does not fit the model or cannot be read; the model may then be half

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from jobs import checkpoint
 from jobs.cpus import native_bfloat16
 from jobs.data import Arrays, DataCorrupt, DataUnavailable, locate, read_dataset, synthetic
 from jobs.executors import Executor, InProcessExecutor, Outcome, RayExecutor
@@ -27,7 +28,7 @@ from jobs.loading import LoadedExperiment
 from jobs.plan import Job, data_key, expand, seeds_of
 from jobs.progress import Progress
 from jobs.resources import check
-from jobs.store import Store, StoreCorrupt, now, one_line_error
+from jobs.store import JobRecord, Store, StoreCorrupt, now, one_line_error
 
 #: The last line of every refusal: a refused run writes and trains nothing.
 NOTHING_TRAINED = "nothing was trained"
@@ -294,7 +295,18 @@ def persist(store: Store, outcome: Outcome) -> None:
         record.finish(output["history"], output["result"], output["log"])
     elif not outcome.failure.superseded:  # else the process that took the job over owns its entry
         failure = outcome.failure
-        record.fail(failure.reason, failure.details, failure.log, failure.history, retry=failure.retry)
+        log = failure.log or lost_process_log(record)
+        record.fail(failure.reason, failure.details, log, failure.history, retry=failure.retry)
+
+
+def lost_process_log(record: JobRecord) -> str:
+    """The log of a job whose process was lost (Ray gives only its own error): its lines up to the last
+    checkpoint, where there is one."""
+    try:
+        saved = record.checkpoint()
+    except OSError:  # the store cannot be read now: the failure is stored without the lines
+        return ""
+    return "\n".join(checkpoint.log_of(saved)) if saved else ""
 
 
 def start_executor(options: RunOptions) -> tuple[Executor, list[dict[str, float]], bool]:

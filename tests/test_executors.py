@@ -1,12 +1,17 @@
 """The executor contract, for the in-process twin and for Ray: every job gives one outcome, failures
 are outcomes with their reason, results arrive by value, and progress is reported per epoch."""
 
+import io
+import json
+import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import ROOT, SPECS, load_specs, with_resources
 
+from jobs import checkpoint
 from jobs.data import Arrays, synthetic
 from jobs.executors import InProcessExecutor, RayExecutor
 from jobs.plan import Use, data_key, expand, job_id
@@ -154,6 +159,17 @@ def test_a_job_lost_beyond_rays_retries_is_a_failure_the_next_run_retries(jobs_a
     assert outcome.output is None and outcome.failure.reason.startswith("WorkerCrashedError: The worker died")
     store = Store(str(tmp_path))
     store.job(job.id).start(job.describe())
+    lines = ["2026-11-29T05:00:00+00:00 epoch 1/2 loss=0.69", "2026-11-29T05:00:01+00:00 epoch 2/2 loss=0.68"]
+    store.job(job.id).write_checkpoint(a_checkpoint_of_state({"log": lines}))  # its process's last one
     run.persist(store, outcome)
     assert store.job(job.id).status()["state"] == "failed" and store.job(job.id).status()["retry"]
+    assert Path(store.job(job.id).log_uri).read_text().startswith("\n".join(lines))  # not Ray's line alone
     assert run.pending_jobs([job], store, force=False)[0] == [job]  # the next run trains it again
+
+
+def a_checkpoint_of_state(state: dict) -> bytes:
+    """A checkpoint file holding ``state`` and no weights: what reading its log needs."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr(checkpoint.STATE, json.dumps(state))
+    return out.getvalue()
