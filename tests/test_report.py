@@ -84,16 +84,26 @@ def test_a_study_without_the_courses_numbers_does_not_mention_the_course(tmp_pat
 
 
 def test_markup_in_a_specs_words_shows_as_written_in_both_documents(tmp_path):
+    """Rendered as CommonMark (markdown-it, as rich uses), summary.md has none of the spec's markup as
+    HTML: not raw, not inside what looks like a code span, not as a link."""
+    from markdown_it import MarkdownIt
+
     store = Store(str(tmp_path))
     experiment = imdb_experiment("mine", {"basic": {}}, [])
-    words = {"title": "Width <b>vs</b> depth", "question": "Is <script>x()</script> safe when t < 2?"}
+    words = {
+        "title": "Width <b>vs</b> depth",
+        "question": "Is <script>x()</script> safe when t < 2, \\`<img src=x onerror=y()>` or [here](javascript:z())?",
+    }
     experiment = experiment.model_copy(update=words)
     finish(store, plan(store, experiment, seeds=1)["basic", 0], curves(experiment.training.metrics, 6, 0.7, 0.01, 0.0))
     paths = write_report(store, tmp_path / "out")
-    md, page = paths["summary.md"].read_text(), paths["index.html"].read_text()
-    assert "Width &lt;b>vs&lt;/b> depth" in md and "Is &lt;script>x()&lt;/script> safe when t < 2?" in md
-    assert "<b>" not in md and "<script" not in md
-    assert "Width &lt;b&gt;vs&lt;/b&gt; depth" in page and "<script" not in page
+    rendered = MarkdownIt("commonmark").render(paths["summary.md"].read_text())
+    for markup in ("<b>", "<script", "<img src=x", 'href="javascript'):
+        assert markup not in rendered, markup
+    assert "Width &lt;b&gt;vs&lt;/b&gt; depth" in rendered and "safe when t &lt; 2" in rendered
+    assert '<a href="#mine-' in rendered  # the document's own link to the experiment still works
+    page = paths["index.html"].read_text()
+    assert "Width &lt;b&gt;vs&lt;/b&gt; depth" in page and "<script" not in page and "<img src=x" not in page
 
 
 def test_a_resumed_jobs_training_time_counts_every_attempt(tmp_path):

@@ -43,11 +43,13 @@ def _row(cells: tuple[str, ...]) -> str:
 
 
 def _no_html(text: str) -> str:
-    """``text`` with every ``<`` that could open an HTML tag (a letter, ``/``, ``!`` or ``?`` after it) written
-    as ``&lt;``, outside code spans: a spec's title or description shows as written, never as markup, where
-    the Markdown is rendered. Comparisons such as ``t < 2.78`` stay as they are."""
-    parts = re.split(r"(`[^`]*`)", text)
-    return "".join(p if p.startswith("`") and len(p) > 1 else re.sub(r"<(?=[A-Za-z/!?])", "&lt;", p) for p in parts)
+    """``text`` with nothing a Markdown renderer would turn into markup the document did not write: every
+    ``<`` that could open an HTML tag or autolink (a letter, ``/``, ``!`` or ``?`` after it) as ``&lt;``,
+    code spans included (the document's own never hold one; a spec's text may, and a renderer's idea of
+    where a code span ends is not ours to guess), and every link target but the document's ``#anchors``
+    broken, so a spec's title, question or description shows as written. Comparisons such as ``t < 2.78``
+    stay as they are."""
+    return re.sub(r"\]\((?!#)", r"]\\(", re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text))
 
 
 # ---------------------------------------------------------------- HTML
