@@ -15,8 +15,8 @@ Layout under the root (a folder, or a URI such as ``s3://bucket/prefix``)::
 The driver alone writes ``status.json``; the task training a job writes its epochs, checkpoint and
 ``owner.json``, so neither overwrites what the other just wrote. A job is finished when its status says ``done``
 and its result (with test metrics) and history can be read; nothing else counts. An attempt in progress writes
-only ``epochs.json`` and the checkpoint, so a job trained again (``--force``) keeps its finished result until
-the new one replaces it. JSON only: nothing read from the store is ever unpickled.
+only ``epochs.json``, the checkpoint and ``owner.json``, so a job trained again (``--force``) keeps its finished
+result until the new one replaces it. JSON only: nothing read from the store is ever unpickled.
 """
 
 from __future__ import annotations
@@ -286,7 +286,8 @@ class JobRecord:
 
     def owned_by(self, token: str) -> bool:
         """Whether the process holding ``token`` still owns the job: a newer run (``start``) or another
-        process (``claim``) taking the job over ends its ownership."""
+        process (``claim``) taking the job over ends its ownership, as does the attempt ending (``finish``,
+        ``fail``, ``restart``), so that a process Ray gave up on stops at its next epoch."""
         try:
             owner = self.store.read_json(self.file("owner.json"))
         except StoreCorrupt:
@@ -330,6 +331,7 @@ class JobRecord:
             self.store.write_bytes(self.file("log.txt"), (self._log() + kept + log + "\n" + traceback).encode())
             self._drop_attempt()  # nothing resumes it: later runs keep the result, --force starts over
             return
+        self._remove(self.file("owner.json"))
         if history:
             self.store.write_json(self.file("history.json"), history)
         self.store.write_bytes(self.file("log.txt"), (log + "\n" + traceback).encode())

@@ -76,6 +76,19 @@ def test_a_task_claiming_its_job_as_the_run_stops_leaves_the_job_interrupted(tmp
     assert not record.owned_by(token)
 
 
+def test_an_attempt_that_ended_owns_its_job_no_more(tmp_path):
+    """A process Ray gave up on (node declared lost, still running) stops at its next epoch."""
+    record = Store(str(tmp_path)).job(JOB)
+    record.start({})
+    token = record.claim()
+    record.fail("WorkerCrashedError: the worker died", "", "")
+    assert not record.owned_by(token)
+    record.start({})
+    token = record.claim()
+    record.finish({"loss": [0.5]}, {"test": {"loss": 0.5}}, "")
+    assert not record.owned_by(token)
+
+
 def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path, monkeypatch):
     store = Store(str(tmp_path))
     path = store.path("experiments", "x.json")
