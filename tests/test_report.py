@@ -116,6 +116,10 @@ def test_a_resumed_jobs_training_time_counts_every_attempt(tmp_path):
     store.write_json(store.job(job_id).file("result.json"), result)
     (variant,) = build(store)[0].experiments[0].variants
     assert variant.training_s.mean == 5.0
+    del result["timings"]["training_s"]  # as results stored before it was recorded
+    store.write_json(store.job(job_id).file("result.json"), result)
+    (variant,) = build(store)[0].experiments[0].variants
+    assert variant.training_s.mean == 2.0
 
 
 def test_real_uncapped_data_has_no_banner(tmp_path):

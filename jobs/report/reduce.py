@@ -305,6 +305,12 @@ def values_by_seed(runs: Sequence[Run], variant: str, metric: str) -> dict[int, 
     return found
 
 
+def training_seconds(timings: dict) -> float:
+    """A job's training time over every attempt; results stored before that was recorded (``training_s``)
+    have only their last attempt's (``fit_s``)."""
+    return timings.get("training_s", timings["fit_s"])
+
+
 def summarise_variant(experiment: Experiment, runs: Sequence[Run], variant_name: str) -> VariantSummary:
     variant = experiment.variant(variant_name)
     training = experiment.resolved_training(variant)
@@ -331,7 +337,7 @@ def summarise_variant(experiment: Experiment, runs: Sequence[Run], variant_name:
         best_epoch=best[0] if best else None,
         best_value=best[1] if best else None,
         gap=stat([g for g in (generalisation_gap(h, metric) for h in histories) if g is not None]),
-        training_s=stat([t["training_s"] for r in results if "training_s" in (t := r.get("timings", {}))]),
+        training_s=stat([training_seconds(r["timings"]) for r in results if "fit_s" in r.get("timings", {})]),
         seconds_per_epoch=stat(
             [r["timings"]["seconds_per_epoch"] for r in results if "seconds_per_epoch" in r.get("timings", {})]
         ),
