@@ -304,9 +304,12 @@ def lost_process_log(record: JobRecord) -> str:
     checkpoint, where there is one."""
     try:
         saved = record.checkpoint()
-    except OSError:  # the store cannot be read now: the failure is stored without the lines
+    except Exception:  # best effort, whatever the store's backend raises: the failure is stored without them
         return ""
-    return "\n".join(checkpoint.log_of(saved)) if saved else ""
+    lines = checkpoint.log_of(saved) if saved else ()
+    if not lines:
+        return ""
+    return "\n".join([*lines, f"{now()} the process was lost; the lines above end at its last checkpoint"])
 
 
 def start_executor(options: RunOptions) -> tuple[Executor, list[dict[str, float]], bool]:

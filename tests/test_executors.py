@@ -163,7 +163,8 @@ def test_a_job_lost_beyond_rays_retries_is_a_failure_the_next_run_retries(jobs_a
     store.job(job.id).write_checkpoint(a_checkpoint_of_state({"log": lines}))  # its process's last one
     run.persist(store, outcome)
     assert store.job(job.id).status()["state"] == "failed" and store.job(job.id).status()["retry"]
-    assert Path(store.job(job.id).log_uri).read_text().startswith("\n".join(lines))  # not Ray's line alone
+    log = Path(store.job(job.id).log_uri).read_text()
+    assert log.startswith("\n".join(lines)) and "the lines above end at its last checkpoint" in log  # not Ray's alone
     assert run.pending_jobs([job], store, force=False)[0] == [job]  # the next run trains it again
 
 
