@@ -361,14 +361,16 @@ STORAGE_LOGGERS = ("gcsfs", "s3fs", "aiobotocore", "botocore", "fsspec")
 
 
 class OneLineToStderr(logging.Handler):
-    """A log record as one line, its logger's name and message, without the traceback it may carry:
-    the store's own error, printed after, says what failed."""
+    """A log record as one line, its logger's name and the message's first line, without the traceback
+    it may carry: the store's own error, printed after, says what failed. Records still reach the
+    handlers a user configures (``logging.basicConfig``) whole."""
 
     def __init__(self):
         super().__init__(logging.WARNING)
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(f"{record.name}: {record.getMessage()}", file=sys.stderr)
+        message = record.getMessage().strip()
+        print(f"{record.name}: {message.splitlines()[0] if message else ''}", file=sys.stderr)
 
 
 def storage_logs_in_one_line() -> None:
@@ -376,7 +378,6 @@ def storage_logs_in_one_line() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(handler, OneLineToStderr) for handler in logger.handlers):
             logger.addHandler(OneLineToStderr())
-        logger.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:

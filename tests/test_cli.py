@@ -230,7 +230,7 @@ def test_a_storage_librarys_retries_are_one_line_each_without_their_traceback(ca
     try:
         raise ConnectionError("Name or service not known")
     except ConnectionError:
-        logging.getLogger("gcsfs").error("_request out of retries on exception: %s", "no DNS", exc_info=True)
+        logging.getLogger("gcsfs").error("_request out of retries on exception: %s", "no DNS\n<html>", exc_info=True)
     assert capsys.readouterr().err == "gcsfs: _request out of retries on exception: no DNS\n"
 
 
