@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from jobs.cpus import BFLOAT16_FLAGS
 from jobs.plan import Job
 from jobs.spec import FULL_PRECISION
+from jobs.words import count
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,12 @@ def check(
     if local and wants_gpu and not has_gpu:
         if require_gpu:
             errors.append(
-                f"{len(wants_gpu)} job(s) ask for a GPU (first: {wants_gpu[0].label}, "
-                f"num_gpus={wants_gpu[0].resources.num_gpus:g}) and this machine has none (--require-gpu)"
+                f"a GPU asked for by {count(len(wants_gpu), 'job')} (first: {wants_gpu[0].label}, "
+                f"num_gpus={wants_gpu[0].resources.num_gpus:g}), and this machine has none (--require-gpu)"
             )
             return Feasibility([], notices, errors)
         notices.append(
-            f"{len(wants_gpu)} job(s) ask for a GPU but this machine has none: running them on CPU "
+            f"a GPU asked for by {count(len(wants_gpu), 'job')}, and this machine has none: running on CPU "
             "(--require-gpu refuses instead)"
         )
         jobs = [
@@ -67,8 +68,8 @@ def check(
     emulated = [job for job in jobs if job.precision != FULL_PRECISION and job.resources.num_gpus == 0]
     if local and native_bfloat16 is False and emulated:
         notices.append(
-            f"{len(emulated)} job(s) compute in {emulated[0].precision} but this CPU has no native bfloat16 "
-            f"multiply (no {' / '.join(BFLOAT16_FLAGS)} flag): they will run slower than in float32"
+            f"{emulated[0].precision} for {count(len(emulated), 'job')}, but this CPU has no native bfloat16 "
+            f"multiply (no {' / '.join(BFLOAT16_FLAGS)} flag): slower than in float32"
         )
     for job in jobs:
         if not any(fits(job, node) for node in nodes):

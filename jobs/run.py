@@ -29,6 +29,7 @@ from jobs.plan import Job, data_key, expand, seeds_of
 from jobs.progress import Progress
 from jobs.resources import check
 from jobs.store import JobRecord, Store, StoreCorrupt, now, one_line_error
+from jobs.words import count
 
 #: The last line of every refusal: a refused run writes and trains nothing.
 NOTHING_TRAINED = "nothing was trained"
@@ -137,8 +138,8 @@ def replaced_in_report(store: Store, planned: dict) -> list[str]:
     left_out = [use for use, job_id in uses_before.items() if job_id not in planned_ids and store.job(job_id).is_done()]
     if left_out:
         notice = (
-            f"{name}: {len(left_out)} finished job(s) of the run before are not in this run's plan, so the report "
-            "leaves them out (they stay stored)"
+            f"{name}: the report leaves out {count(len(left_out), 'finished job')} of the run before, not in "
+            "this run's plan (they stay stored)"
         )
         same_settings = all(uses_before.get(use, job_id) == job_id for use, job_id in uses_now.items())
         if same_settings and all(seed >= planned["run"]["seeds"] for _, seed in left_out):
@@ -192,7 +193,7 @@ def connect_ray(address: str | None) -> bool:
         hint = auth_hint()  # before ray.init, which may turn token authentication on in this process
         try:
             ray.init(address=address, log_to_driver=False)
-        except (ConnectionError, ValueError, RuntimeError, ray.exceptions.RayError) as error:  # RayError: its auth
+        except (ConnectionError, ValueError, ray.exceptions.RayError) as error:  # RayError: auth refused
             why = f"cannot connect to the Ray cluster at {address}: {one_line_error(error)}"
             raise RunRefused([why, *hint, NOTHING_TRAINED]) from None
         return False
@@ -212,6 +213,7 @@ def refuse_unreachable(address: str) -> None:
     """:class:`RunRefused` for an address that is a URL, or a ``HOST:PORT`` where nothing answers: Ray
     itself would retry such a one for about 14 minutes before its traceback."""
     scheme, _, rest = address.rpartition("://")
+    scheme = scheme.lower()
     if scheme in ("http", "https"):
         why = (
             f"--address {address} is a URL, as the dashboard's (for `ray job submit`); `regimen run` takes the "

@@ -215,13 +215,14 @@ def test_a_run_that_leaves_finished_jobs_out_of_the_report_says_so(capsys, in_ro
     assert main(run) == 0
     out = capsys.readouterr().out
     assert "2 jobs: 0 trained, 2 already stored" in out, out
-    notice = "notice: batchnorm: 4 finished job(s) of the run before are not in this run's plan, so the report "
-    assert notice + "leaves them out (they stay stored); they are seeds this run does not plan: --seeds 3" in out
+    notice = "notice: batchnorm: the report leaves out 4 finished jobs of the run before, not in this run's plan "
+    assert notice + "(they stay stored); they are seeds this run does not plan: --seeds 3" in out
     assert main(run) == 0
     assert "notice" not in capsys.readouterr().out  # the same jobs as the run before
     assert main([*run, "--max-epochs", "1", "--in-process"]) == 0  # other settings: other jobs, no --seeds tip
     out = capsys.readouterr().out
-    assert "notice: batchnorm: 2 finished job(s) of the run before" in out and "--seeds" not in out, out
+    assert "notice: batchnorm: the report leaves out 2 finished jobs of the run before" in out, out
+    assert "--seeds" not in out, out
 
 
 def test_a_storage_librarys_retries_are_one_line_each_without_their_traceback(capsys):
@@ -243,7 +244,7 @@ def closed_port() -> int:
 @pytest.mark.parametrize(
     ("address", "expected"),
     [
-        ("http://127.0.0.1:8265", "is a URL, as the dashboard's (for `ray job submit`)"),
+        ("HTTP://127.0.0.1:8265", "is a URL, as the dashboard's (for `ray job submit`)"),
         (f"127.0.0.1:{closed_port()}", "no Ray cluster answers at 127.0.0.1:"),
     ],
 )

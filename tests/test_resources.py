@@ -29,7 +29,7 @@ GPU_NODE = {"CPU": 8.0, "GPU": 1.0}
 
 def test_local_without_gpu_runs_gpu_jobs_on_cpu_after_a_notice(gpu_jobs):
     result = check(gpu_jobs, [CPU_NODE], local=True)
-    assert not result.errors and len(result.notices) == 1 and "running them on CPU" in result.notices[0]
+    assert not result.errors and len(result.notices) == 1 and "running on CPU" in result.notices[0]
     assert all(job.resources.num_gpus == 0 and job.resources.gpu_memory_mb is None for job in result.jobs)
     assert [job.id for job in result.jobs] == [job.id for job in gpu_jobs]
 
@@ -106,7 +106,7 @@ def test_reduced_precision_on_a_cpu_without_native_bfloat16_gets_a_notice():
     dropout = load_specs(SPECS / "dropout.yaml")
     mixed = expand(dropout, precision="mixed_bfloat16")
     (notice,) = check(mixed, [CPU_NODE], local=True, native_bfloat16=False).notices
-    assert notice.startswith("2 job(s) compute in mixed_bfloat16 but this CPU has no native bfloat16 multiply")
+    assert notice.startswith("mixed_bfloat16 for 2 jobs, but this CPU has no native bfloat16 multiply")
     assert not check(mixed, [CPU_NODE], local=True, native_bfloat16=True).notices
     assert not check(mixed, [CPU_NODE], local=True, native_bfloat16=None).notices  # not Linux: unknown
     assert not check(mixed, [CPU_NODE], local=False, native_bfloat16=False).notices  # a cluster's nodes differ

@@ -153,7 +153,7 @@ def test_a_gpu_request_on_this_machine_runs_on_cpu_after_a_notice(tmp_path):
     spec.write_text((ROOT / "specs" / "dropout.yaml").read_text() + "resources: {num_gpus: 0.5, gpu_memory_mb: 2048}\n")
     done = regimen("run", str(spec), "--synthetic", "--max-epochs", "1", "--results", str(tmp_path), "--no-report")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "notice: 2 job(s) ask for a GPU but this machine has none: running them on CPU" in done.stdout
+    assert "notice: a GPU asked for by 2 jobs, and this machine has none: running on CPU" in done.stdout
     refused = regimen("run", str(spec), "--synthetic", "--require-gpu", "--force", "--results", str(tmp_path))
     assert refused.returncode == 2 and "--require-gpu" in refused.stdout
 

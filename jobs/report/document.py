@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from jobs.report import labels
 from jobs.report.reduce import ExperimentSummary, Problem, Report, RunInfo, VariantSummary, Verdict
 from jobs.spec import FULL_PRECISION
+from jobs.words import count
 
 VERSION_KEYS = ("python", "backend", "tensorflow", "jax", "keras", "ray", "numpy")
 #: Environment keys that are neither versions nor hardware.
@@ -195,7 +196,7 @@ def problems(found: tuple[Problem, ...]) -> list[Block]:
     )
     return [
         *blocks,
-        Paragraph(f"{len(found)} job(s) have no result; their numbers are left out below."),
+        Paragraph(f"No result for {count(len(found), 'job')}; their numbers are left out below."),
         Table(("job", "used by", "state", "detail", "log"), rows),
     ]
 
