@@ -283,7 +283,8 @@ def cmd_run(args, console: Console) -> int:
         console.print(f"--data-dir: no such folder '{args.data_dir}'", markup=False)
         return 2
     submitted = bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))  # set by Ray's job manager
-    if submitted and "://" not in args.results and not Path(args.results).is_absolute():
+    relative = Store(args.results).local and not Path(args.results.removeprefix("file://")).is_absolute()
+    if submitted and relative:
         console.print(
             f"--results {args.results}: in a job submitted to Ray (`ray job submit`), a relative folder is inside "
             "Ray's temporary copy of the working_dir, which Ray deletes; give an absolute path on a disk the "

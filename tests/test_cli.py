@@ -258,8 +258,9 @@ def test_an_address_without_a_ray_cluster_is_refused_at_once(tmp_path, capsys, i
 
 def test_a_submitted_job_refuses_a_relative_results_folder_ray_would_delete(tmp_path, capsys, in_root, monkeypatch):
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")  # what Ray's job manager gives an entrypoint
-    assert main(["run", "specs/dropout.yaml", "--synthetic", "--results", "results-here", "--in-process"]) == 2
-    assert "--results results-here: in a job submitted to Ray" in capsys.readouterr().out
+    for results in ("results-here", "file://results-here"):
+        assert main(["run", "specs/dropout.yaml", "--synthetic", "--results", results, "--in-process"]) == 2
+        assert f"--results {results}: in a job submitted to Ray" in capsys.readouterr().out
     assert not (ROOT / "results-here").exists()
 
 
