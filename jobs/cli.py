@@ -283,8 +283,7 @@ def cmd_run(args, console: Console) -> int:
         console.print(f"--data-dir: no such folder '{args.data_dir}'", markup=False)
         return 2
     submitted = bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))  # set by Ray's job manager
-    relative = Store(args.results).local and not Path(args.results.removeprefix("file://")).is_absolute()
-    if submitted and relative:
+    if submitted and Store(args.results).local and not Path(args.results.removeprefix("file://")).is_absolute():
         console.print(
             f"--results {args.results}: in a job submitted to Ray (`ray job submit`), a relative folder is inside "
             "Ray's temporary copy of the working_dir, which Ray deletes; give an absolute path on a disk the "
