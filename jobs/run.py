@@ -221,13 +221,18 @@ def refuse_unreachable(address: str) -> None:
         )
         raise RunRefused([why, NOTHING_TRAINED])
     host, _, port = rest.rpartition(":")
+    default_port = ""
+    if scheme == "ray" and not port.isdigit():  # ray://HOST: gRPC, hence Ray Client, goes to port 443
+        host, port, default_port = rest, "443", " (port 443, gRPC's default; Ray Client listens on 10001)"
     if scheme not in ("", "ray") or not host or not port.isdigit():
         return  # "auto", or a form Ray parses and reports itself
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
     except OSError as error:
-        why = f"no Ray cluster answers at {address} ({error.strerror or type(error).__name__}); start one "
-        raise RunRefused([why + "(`ray start --head`) or correct --address / RAY_ADDRESS", NOTHING_TRAINED]) from None
+        why = f"no Ray cluster answers at {address}{default_port} ({error.strerror or type(error).__name__}); "
+        raise RunRefused(
+            [why + "start one (`ray start --head`) or correct --address / RAY_ADDRESS", NOTHING_TRAINED]
+        ) from None
 
 
 def auth_hint() -> list[str]:
