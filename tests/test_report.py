@@ -167,8 +167,14 @@ def test_verdicts_of_each_kind_reach_the_summary(golden):
     assert verdicts["`penalty` has lower test binary cross-entropy than `basic`"]["verdict"] == "confirmed"
     one_seed = verdicts["`wide` has lower test binary cross-entropy than `basic`"]
     assert one_seed["verdict"] == "inconclusive" and one_seed["reason"].startswith("one seed: not a test")
-    assert verdicts["`basic` reaches test accuracy ≥ 0.6"]["verdict"] == "confirmed"
-    assert verdicts["`deep` keeps test binary cross-entropy ≤ 0.5"]["verdict"] == "refuted"
+    # seed 1 of `basic` is still running, of `deep` never started: the one finished seed decides nothing
+    met = verdicts["`basic` reaches test accuracy ≥ 0.6"]
+    assert met["verdict"] == "inconclusive" and "the finished seeds alone would have it confirmed" in met["reason"]
+    assert met["missing"] == ["`basic` seed 1 (running)"] and met["planned"] == 2
+    missed = verdicts["`deep` keeps test binary cross-entropy ≤ 0.5"]
+    assert missed["verdict"] == "inconclusive" and "would have it refuted" in missed["reason"]
+    assert missed["missing"] == ["`deep` seed 1 (never started)"]
+    assert one_seed["missing"][0] == "`wide` seed 1 (failed: Diverged: diverged at epoch 3: loss is nan)"
     assert summary["rule"] in paths["summary.md"].read_text()
 
 
@@ -199,6 +205,8 @@ def test_claims_csv_has_each_claims_verdict_and_paired_numbers(golden):
     assert float(penalty["mean"]) < 0 and float(penalty["t_toward_claim"]) >= float(penalty["t_critical"]) > 0
     differences = [float(d) for d in penalty["per_seed"].split()]
     assert len(differences) == 3 and sum(differences) / 3 == pytest.approx(float(penalty["mean"]))
+    low, high = float(penalty["interval_90_low"]), float(penalty["interval_90_high"])
+    assert low < float(penalty["mean"]) < high < 0 and penalty["seeds_planned"] == "3"
     one_seed = rows["`wide` has lower test binary cross-entropy than `basic`"]
     assert one_seed["verdict"] == "inconclusive" and one_seed["t_toward_claim"] == one_seed["std"] == ""
 
@@ -207,7 +215,9 @@ def test_the_answer_says_how_big_the_paired_difference_is_and_if_it_is_more_than
     report, _ = build(golden[0])
     reg = next(s for s in report.experiments if s.name == "reg")
     verdict = reg.verdicts[0]
-    assert f"lower by {labels.pm(-verdict.mean, verdict.std)}" in reg.answer
+    low, high = (-bound for bound in reversed(verdict.interval))
+    size = f"lower by {labels.num(-verdict.mean)} on average (90% confidence interval {labels.num(low)} to "
+    assert size + f"{labels.num(high)}; std across seeds {labels.num(verdict.std)})" in reg.answer
     assert "the claimed way in 3 of 3 seeds: more than noise (t = " in reg.answer
 
 

@@ -5,16 +5,22 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from report_fixtures import imdb_experiment
 
 from jobs.report import labels
-from jobs.report.collect import Run
+from jobs.report.collect import ExperimentRuns, Run
 from jobs.report.reduce import (
     best_epoch,
     combined,
     compare,
     curve,
     generalisation_gap,
+    judge,
+    many_claims,
     stat,
+    summarise_experiment,
     t_critical,
     threshold,
     values_by_seed,
@@ -80,7 +86,10 @@ def test_a_consistent_lower_difference_is_confirmed():
     assert v.mean == pytest.approx(-0.17 / 3)
     assert v.agree == 3
     assert v.t_toward_claim == pytest.approx(-v.mean / (v.std / math.sqrt(3)))
-    assert v.t_critical == 2.920
+    assert v.t_critical == pytest.approx(2.920, abs=5e-4)
+    # mean -0.05667, std 0.005774, standard error 0.003333; t(0.95, 2 df) = 2.91999
+    assert v.interval == pytest.approx((-0.05667 - 0.009733, -0.05667 + 0.009733), abs=1e-5)
+    assert (v.a.mean, v.b.mean) == pytest.approx((0.57333, 0.63), abs=1e-5)
 
 
 def test_a_consistent_difference_the_other_way_is_refuted():
@@ -112,15 +121,101 @@ def test_only_seeds_where_both_variants_finished_are_paired():
     assert compare(LOWER, {1: 0.5}, {2: 0.6}).reason == "no seed has both variants finished"
 
 
-def test_identical_differences_have_no_noise():
-    assert compare(LOWER, {0: 0.5, 1: 0.6}, {0: 0.6, 1: 0.7}).verdict == "confirmed"
-    assert compare(LOWER, {0: 0.5, 1: 0.6}, {0: 0.5, 1: 0.6}).verdict == "inconclusive"
+def test_the_same_difference_in_every_seed_is_no_evidence_of_anything():
+    """No spread means no noise to test against (seeds that train alike), not infinite evidence."""
+    same = compare(LOWER, {0: 0.5, 1: 0.6, 2: 0.55}, {0: 0.6, 1: 0.7, 2: 0.65})  # -0.1 each, up to rounding
+    assert same.verdict == "inconclusive" and same.t_toward_claim is None
+    assert same.reason.startswith("every seed gave the same difference, -0.1000: no seed-to-seed noise")
+    identical = compare(LOWER, {0: 0.5, 1: 0.6}, {0: 0.5, 1: 0.6})
+    assert (identical.verdict, identical.t_toward_claim) == ("inconclusive", 0.0)
 
 
-def test_t_critical_values_and_the_conservative_tail():
-    assert t_critical(2) == 6.314
-    assert t_critical(31) == 1.697
-    assert t_critical(500) == 1.697
+def test_t_critical_values_match_students_t_table_at_any_number_of_seeds():
+    # one-sided 5% critical values of Student's t, from a printed table: df 1, 2, 10, 30, 100, 1000
+    for seeds, table in ((2, 6.314), (3, 2.920), (11, 1.812), (31, 1.697), (101, 1.660), (1001, 1.646)):
+        assert t_critical(seeds) == pytest.approx(table, abs=5e-4), seeds
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(0.05, 1.0), st.floats(0.05, 1.0)),
+        min_size=2,
+        max_size=8,
+    ),
+    st.booleans(),
+)
+def test_the_interval_lies_on_the_claimed_side_exactly_when_the_claim_is_confirmed(pairs, lower):
+    claim = LOWER if lower else HIGHER
+    v = compare(claim, {s: a for s, (a, _) in enumerate(pairs)}, {s: b for s, (_, b) in enumerate(pairs)})
+    assume(v.t_toward_claim is not None and abs(abs(v.t_toward_claim) - v.t_critical) > 1e-6)
+    low, high = v.interval
+    claimed_side = high < 0 if lower else low > 0
+    other_side = low > 0 if lower else high < 0
+    assert (v.verdict == "confirmed") == claimed_side
+    assert (v.verdict == "refuted") == other_side
+    assert low <= v.mean <= high
+
+
+def test_a_verdict_missing_planned_seeds_is_inconclusive_and_says_what_the_finished_ones_show():
+    missing = ["`l1` seed 2 (failed: diverged at epoch 3: loss is nan)"]
+    v = compare(LOWER, {0: 0.57, 1: 0.59}, {0: 0.63, 1: 0.64, 2: 0.62}, missing, planned=3)
+    assert v.verdict == "inconclusive" and v.t_toward_claim > v.t_critical  # the two finished seeds agree
+    assert "the finished seeds alone would have it confirmed" in v.reason
+    assert v.reason.endswith("; without 1 planned run: `l1` seed 2 (failed: diverged at epoch 3: loss is nan)")
+    at_least = Claim(variant="develop", metric="accuracy", at_least=0.86)
+    met = threshold(at_least, {0: 0.87}, ["`develop` seed 1 (never started)"], planned=2)
+    assert met.verdict == "inconclusive" and "would have it confirmed" in met.reason
+    assert threshold(at_least, {0: 0.87}, [], planned=1).verdict == "confirmed"
+
+
+def test_judge_names_every_planned_run_without_a_value_and_why():
+    def run(variant, seed, state, value=0.5, error=""):
+        return Run(variant, seed, f"{variant}{seed}", state, error=error, result={"test": {"loss": value}})
+
+    runs = [
+        run("basic", 0, "done", 0.6),
+        run("basic", 1, "done", math.nan),
+        run("basic", 2, "done", 0.62),
+        run("pen", 0, "done", 0.5),
+        run("pen", 1, "done", 0.52),
+        run("pen", 2, "failed", error="diverged at epoch 3: loss is nan\nTraceback ..."),
+        run("pen", 3, "missing"),
+        run("basic", 3, "running", error="attempt 1, 2 epochs stored"),
+    ]
+    v = judge(runs, Claim(variant="pen", metric="loss", lower_than="basic"))
+    assert v.seeds == (0,) and v.planned == 4
+    assert v.missing == (
+        "`pen` seed 2 (failed: diverged at epoch 3: loss is nan)",
+        "`pen` seed 3 (never started)",
+        "`basic` seed 1 (test metric not finite)",
+        "`basic` seed 3 (running)",
+    )
+
+
+def test_the_answer_gives_the_means_of_the_seeds_the_difference_is_of():
+    """Means over every finished seed beside a difference over the paired ones would not agree."""
+    experiment = imdb_experiment(
+        "reg", {"basic": {}, "pen": {}}, [{"variant": "pen", "metric": "loss", "lower_than": "basic"}], seeds=3
+    )
+    values = {("basic", 0): 0.40, ("basic", 1): 0.41, ("pen", 0): 0.39, ("pen", 1): 0.395, ("pen", 2): 0.20}
+    runs = [
+        Run(variant, seed, f"{variant}{seed}", "done", result={"test": {"loss": value}})
+        for (variant, seed), value in values.items()
+    ] + [Run("basic", 2, "basic2", "failed", error="worker died")]
+    summary = summarise_experiment(ExperimentRuns("reg", experiment, runs=tuple(runs)))
+    assert summary.answer.startswith(
+        "Inconclusive: `pen` test loss 0.3925 ± 0.0035 vs 0.4050 ± 0.0071 for `basic` (on 2 of 3 planned seeds; "
+        "no result for `basic` seed 2 (failed: worker died)); paired per seed, lower by 0.01250 on average"
+    )
+    assert "0.3283" not in summary.answer  # pen's mean over all three of its seeds
+
+
+def test_many_claims_at_once_say_how_often_one_comes_out_by_chance():
+    tested = compare(LOWER, {0: 0.57, 1: 0.59}, {0: 0.63, 1: 0.64})
+    one_seed = compare(LOWER, {0: 0.57}, {0: 0.63})
+    assert many_claims([tested, one_seed]) == ""  # one test: nothing to add
+    text = many_claims([tested] * 5 + [one_seed])
+    assert "This report tests 5 comparison claims" in text and "with probability 41% (1 − 0.9^5" in text
 
 
 def test_thresholds_count_seeds_on_the_claimed_side():
@@ -138,8 +233,9 @@ def test_thresholds_count_seeds_on_the_claimed_side():
 
 
 def test_an_experiment_verdict_needs_every_claim():
-    v = compare(LOWER, {0: 0.5, 1: 0.6}, {0: 0.6, 1: 0.7})
-    refuted = compare(HIGHER, {0: 0.5, 1: 0.6}, {0: 0.6, 1: 0.7})
+    v = compare(LOWER, {0: 0.5, 1: 0.61}, {0: 0.6, 1: 0.7})
+    refuted = compare(HIGHER, {0: 0.5, 1: 0.61}, {0: 0.6, 1: 0.7})
+    assert (v.verdict, refuted.verdict) == ("confirmed", "refuted")
     one = compare(LOWER, {0: 0.5}, {0: 0.6})
     assert combined([v, v]) == "confirmed"
     assert combined([v, one]) == "inconclusive"

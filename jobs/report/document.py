@@ -142,6 +142,7 @@ def overview(report: Report) -> list[Block]:
         Heading(2, "Overview"),
         Table(("experiment", "question", "answer (mean ± std across seeds)", "verdict"), tuple(rows)),
         Paragraph(f"**How verdicts are decided.** {report.rule}"),
+        *((Paragraph(f"**Many claims at once.** {report.many_claims}"),) if report.many_claims else ()),
         Paragraph(
             "**Metrics.** "
             + "; ".join(f"{labels.describe(m)} {arrow(m)}" for m in metrics)

@@ -11,56 +11,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats as distributions
 
 from jobs.report import labels
 from jobs.report.collect import Collected, ExperimentRuns, Run
 from jobs.spec import FULL_PRECISION, Claim, Experiment
 from jobs.words import count
 
-#: One-sided 95% critical values of Student's t for 1..30 degrees of freedom; beyond 30 the df=30 value
-#: is used, which is slightly conservative.
-T_95 = (
-    6.314,
-    2.920,
-    2.353,
-    2.132,
-    2.015,
-    1.943,
-    1.895,
-    1.860,
-    1.833,
-    1.812,
-    1.796,
-    1.782,
-    1.771,
-    1.761,
-    1.753,
-    1.746,
-    1.740,
-    1.734,
-    1.729,
-    1.725,
-    1.721,
-    1.717,
-    1.714,
-    1.711,
-    1.708,
-    1.706,
-    1.703,
-    1.701,
-    1.699,
-    1.697,
-)
+#: Each verdict's significance level, one-sided: confirmed or refuted by chance alone in 5% of claims each
+#: way, so the interval that agrees with the verdicts is the 90% confidence interval of the mean difference.
+LEVEL = 0.05
 
 RULE = (
     "A comparison claim (A lower/higher than B) is tested on the paired difference A - B of the test metric, "
     "one pair per seed (both variants trained with that seed): confirmed when a one-sided paired t-test at "
     "the 5% level says the difference goes the claimed way (t >= the critical value for n - 1 degrees of "
-    "freedom), refuted when it says the difference goes the other way, inconclusive otherwise. With one "
-    "seed there is no estimate of the noise, so the verdict is inconclusive (one seed: not a test) and says "
-    "which way that seed went. A threshold claim (at least / at most) is confirmed when every seed meets "
-    "the threshold, refuted when none does, inconclusive when the seeds split. An experiment is confirmed "
-    "when every claim is, refuted when any claim is refuted, and inconclusive otherwise."
+    "freedom), refuted when it says the difference goes the other way, inconclusive otherwise. How much it "
+    "differs is the mean difference with its 90% confidence interval, the interval that agrees with those "
+    "verdicts: it lies wholly on the claimed side exactly when the claim is confirmed. With one seed there "
+    "is no estimate of the noise, so the verdict is inconclusive (one seed: not a test) and says which way "
+    "that seed went; where every seed gives the same difference there is no noise to test against either, "
+    "and the verdict is inconclusive too. A threshold claim (at least / at most) is confirmed when every seed "
+    "meets the threshold, refuted when none does, inconclusive when the seeds split; with one seed it shows "
+    "that the variant can meet it, not how reliably. A claim whose planned seeds did not all finish (failed, "
+    "diverged, not yet run) is inconclusive, and says what the finished seeds alone show. An experiment is "
+    "confirmed when every claim is, refuted when any claim is refuted, and inconclusive otherwise."
 )
 
 
@@ -117,13 +92,18 @@ class Verdict:
     kind: str  # "comparison" or "threshold"
     verdict: str  # "confirmed", "refuted" or "inconclusive"
     reason: str
-    seeds: tuple[int, ...]
+    seeds: tuple[int, ...]  # the finished seeds the verdict rests on (of both variants, for a comparison)
     values: tuple[float, ...]  # per seed: the difference A - B, or A's value for a threshold
     agree: int  # seeds that went the claimed way
     mean: float | None = None
     std: float | None = None
     t_toward_claim: float | None = None  # positive where the paired difference goes the claimed way
     t_critical: float | None = None
+    interval: tuple[float, float] | None = None  # 90% confidence interval of the mean difference A - B
+    a: Stat | None = None  # A's test metric over ``seeds``
+    b: Stat | None = None  # B's, for a comparison
+    missing: tuple[str, ...] = ()  # planned runs without a finite result, e.g. "`l2` seed 3 (failed: ...)"
+    planned: int = 0  # seeds planned for the claim's variants
 
 
 @dataclass(frozen=True)
@@ -181,6 +161,7 @@ class Report:
     synthetic: bool
     capped: tuple[str, ...]  # "overfitting/overfit: 5 of 150 epochs"
     rule: str = RULE
+    many_claims: str = ""  # what testing several claims at once means for the verdicts (:func:`many_claims`)
 
 
 # ---------------------------------------------------------------- arithmetic
@@ -232,40 +213,68 @@ def claim_text(claim: Claim) -> str:
 
 
 def t_critical(n: int) -> float:
-    """The one-sided 5% critical t for ``n`` >= 2 paired differences."""
-    return T_95[min(n - 1, len(T_95)) - 1]
+    """The one-sided critical t at :data:`LEVEL` for ``n`` >= 2 paired differences."""
+    return float(distributions.t.ppf(1 - LEVEL, n - 1))
 
 
-def compare(claim: Claim, a: dict[int, float], b: dict[int, float]) -> Verdict:
-    """Verdict on ``claim.variant`` lower/higher than ``claim.other`` from the per-seed values of both."""
+def compare(
+    claim: Claim, a: dict[int, float], b: dict[int, float], missing: Sequence[str] = (), planned: int = 0
+) -> Verdict:
+    """Verdict on ``claim.variant`` lower/higher than ``claim.other`` from the per-seed values of both;
+    ``missing`` names the planned runs of either variant that have no value (see :func:`unfinished`), out
+    of ``planned`` seeds."""
     seeds = tuple(sorted(set(a) & set(b)))
     diffs = tuple(a[s] - b[s] for s in seeds)
     sign = -1.0 if claim.lower_than else 1.0  # sign * diff > 0 goes the claimed way
     agree = sum(1 for d in diffs if sign * d > 0)
-    base = {"claim": claim_text(claim), "metric": claim.metric, "kind": "comparison", "seeds": seeds, "values": diffs}
+    base = {
+        "claim": claim_text(claim),
+        "metric": claim.metric,
+        "kind": "comparison",
+        "seeds": seeds,
+        "values": diffs,
+        "agree": agree,
+        "a": stat([a[s] for s in seeds]),
+        "b": stat([b[s] for s in seeds]),
+        "missing": tuple(missing),
+        "planned": max(planned, len(seeds)),
+    }
     if not diffs:
-        return Verdict(**base, verdict="inconclusive", reason="no seed has both variants finished", agree=0)
+        return Verdict(**base, verdict="inconclusive", reason=incomplete("no seed has both variants finished", missing))
     if len(diffs) == 1:
         went = "the claimed way" if agree else ("the other way" if diffs[0] != 0 else "neither way (no difference)")
         reason = f"one seed: not a test; that seed went {went} (difference {labels.num(diffs[0])})"
-        return Verdict(**base, verdict="inconclusive", reason=reason, agree=agree, mean=diffs[0])
+        return Verdict(**base, verdict="inconclusive", reason=incomplete(reason, missing), mean=diffs[0])
     mean, std = statistics.fmean(diffs), statistics.stdev(diffs)
-    if std == 0:
-        t = math.copysign(math.inf, sign * mean) if mean else 0.0
-    else:
-        t = sign * mean / (std / math.sqrt(len(diffs)))
+    numbers = {"mean": mean, "std": std}
+    if mean != 0 and std <= 1e-9 * abs(mean):  # the same difference in every seed, up to rounding
+        reason = (
+            f"every seed gave the same difference, {labels.num(mean)}: no seed-to-seed noise to test it against "
+            "(do the seeds train differently?)"
+        )
+        return Verdict(**base, **numbers, verdict="inconclusive", reason=incomplete(reason, missing))
     critical = t_critical(len(diffs))
+    error = std / math.sqrt(len(diffs))
+    t = sign * mean / error if std else 0.0  # std 0 with mean 0: no difference at all
     verdict = "confirmed" if t >= critical else "refuted" if t <= -critical else "inconclusive"
     reason = (
         f"difference {labels.pm(mean, std)} over {len(diffs)} seeds, {agree} of {len(diffs)} the claimed way; "
-        f"t = {labels.num(t)} vs critical {critical:g}"
+        f"t = {labels.num(t)} vs critical {critical:.3f}"
     )
+    if missing and verdict != "inconclusive":
+        reason, verdict = f"{reason}; the finished seeds alone would have it {verdict}", "inconclusive"
     return Verdict(
-        **base, verdict=verdict, reason=reason, agree=agree, mean=mean, std=std, t_toward_claim=t, t_critical=critical
+        **base,
+        **numbers,
+        verdict=verdict,
+        reason=incomplete(reason, missing),
+        t_toward_claim=t,
+        t_critical=critical,
+        interval=(mean - critical * error, mean + critical * error),
     )
 
 
-def threshold(claim: Claim, values: dict[int, float]) -> Verdict:
+def threshold(claim: Claim, values: dict[int, float], missing: Sequence[str] = (), planned: int = 0) -> Verdict:
     """Verdict on ``claim.variant`` reaching ``at_least`` or staying ``at_most``, seed by seed."""
     seeds = tuple(sorted(values))
     per_seed = tuple(values[s] for s in seeds)
@@ -275,12 +284,31 @@ def threshold(claim: Claim, values: dict[int, float]) -> Verdict:
         agree = sum(1 for v in per_seed if v <= claim.at_most)
     n = len(per_seed)
     s = stat(per_seed)
-    base = {"claim": claim_text(claim), "metric": claim.metric, "kind": "threshold", "seeds": seeds}
+    base = {
+        "claim": claim_text(claim),
+        "metric": claim.metric,
+        "kind": "threshold",
+        "seeds": seeds,
+        "values": per_seed,
+        "agree": agree,
+        "a": s,
+        "missing": tuple(missing),
+        "planned": max(planned, n),
+    }
     if not n:
-        return Verdict(**base, values=(), verdict="inconclusive", reason="no seed finished", agree=0)
+        return Verdict(**base, verdict="inconclusive", reason=incomplete("no seed finished", missing))
     verdict = "confirmed" if agree == n else "refuted" if agree == 0 else "inconclusive"
     reason = f"met by {agree} of {count(n, 'seed')} (value {s.text()})"
-    return Verdict(**base, values=per_seed, verdict=verdict, reason=reason, agree=agree, mean=s.mean, std=s.std)
+    if missing and verdict != "inconclusive":
+        reason, verdict = f"{reason}; the finished seeds alone would have it {verdict}", "inconclusive"
+    return Verdict(**base, verdict=verdict, reason=incomplete(reason, missing), mean=s.mean, std=s.std)
+
+
+def incomplete(reason: str, missing: Sequence[str]) -> str:
+    """``reason``, followed by the planned runs it could not include."""
+    if not missing:
+        return reason
+    return f"{reason}; without {count(len(missing), 'planned run')}: {', '.join(missing)}"
 
 
 def combined(verdicts: Sequence[Verdict]) -> str:
@@ -356,47 +384,92 @@ def _metric_order(experiment: Experiment):
 
 def judge(runs: Sequence[Run], claim: Claim) -> Verdict:
     mine = values_by_seed(runs, claim.variant, claim.metric)
+    planned = len({r.seed for r in runs if r.variant in (claim.variant, claim.other)})
     if claim.other is not None:
-        return compare(claim, mine, values_by_seed(runs, claim.other, claim.metric))
-    return threshold(claim, mine)
+        theirs = values_by_seed(runs, claim.other, claim.metric)
+        missing = unfinished(runs, claim.variant, mine) + unfinished(runs, claim.other, theirs)
+        return compare(claim, mine, theirs, missing, planned)
+    return threshold(claim, mine, unfinished(runs, claim.variant, mine), planned)
+
+
+def unfinished(runs: Sequence[Run], variant: str, values: dict[int, float]) -> list[str]:
+    """Each planned run of ``variant`` that gave no value to judge by: a failed, diverged or unfinished job,
+    or a finished one whose test metric is not finite. A verdict must not silently drop them: a technique
+    that diverges on some seeds has not shown what the others do."""
+    found = []
+    for run in sorted((r for r in runs if r.variant == variant and r.seed not in values), key=lambda r: r.seed):
+        why = {"done": "test metric not finite", "missing": "never started"}.get(run.state, run.state)
+        if run.state == "failed" and run.error.strip():  # a crash or a diverged loss: the reader must know which
+            why += f": {_first_line(run.error)}"
+        found.append(f"`{variant}` seed {run.seed} ({why})")
+    return found
+
+
+def _first_line(text: str, limit: int = 80) -> str:
+    line = text.strip().splitlines()[0]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def answer(claim: Claim, variants: dict[str, VariantSummary], verdict: Verdict) -> str:
-    """One sentence answering the question with the claim's numbers, ours beside the seed's."""
-    mine = variants[claim.variant].test.get(claim.metric)
-    if mine is None:
-        return f"No result yet for `{claim.variant}`."
+    """One sentence answering the question with the claim's numbers, ours beside the seed's: the means of
+    the seeds the verdict rests on, so that they agree with the difference beside them."""
+    if verdict.a is None or (claim.other is not None and verdict.b is None):
+        lacking = [v for v in (claim.variant, claim.other) if v is not None and not variants[v].seeds_done]
+        if lacking:
+            return f"No result yet for `{lacking[0]}`."
+        return f"{_YES_NO[verdict.verdict]}: {verdict.reason}."
     what = f"test {labels.name(claim.metric)}"
     seed = variants[claim.variant].seed_printed.get(claim.metric)
+    n = len(verdict.values)
     if claim.other is not None:
-        theirs = variants[claim.other].test.get(claim.metric)
-        if theirs is None:
-            return f"No result yet for `{claim.other}`."
-        prefix = "One seed, not a test" if len(verdict.values) == 1 else _YES_NO[verdict.verdict]
-        text = f"{prefix}: `{claim.variant}` {what} {mine.text()} vs {theirs.text()} for `{claim.other}`"
+        prefix = "One seed, not a test" if n == 1 else _YES_NO[verdict.verdict]
+        text = f"{prefix}: `{claim.variant}` {what} {verdict.a.text()} vs {verdict.b.text()} for `{claim.other}`"
         seed_other = variants[claim.other].seed_printed.get(claim.metric)
         if seed is not None and seed_other is not None:
             text += f" (the course printed {labels.printed(seed)} vs {labels.printed(seed_other)})"
-        return text + (f"; {paired(verdict)}." if verdict.t_toward_claim is not None else ".")
+        text += _partial(verdict)
+        if verdict.t_toward_claim is not None:
+            text += f"; {paired(verdict)}"
+        elif n > 1:
+            text += f"; {verdict.reason}"
+        return text + "."
     bound = f"≥ {claim.at_least:g}" if claim.at_least is not None else f"≤ {claim.at_most:g}"
-    text = f"{_YES_NO[verdict.verdict]}: `{claim.variant}` {what} {mine.text()}, {bound} in {verdict.agree} of "
-    text += count(len(verdict.values), "seed")
+    confirmed_once = n == 1 and verdict.verdict == "confirmed"
+    prefix = "Yes, in its one seed" if confirmed_once else _YES_NO[verdict.verdict]
+    text = f"{prefix}: `{claim.variant}` {what} {verdict.a.text()}, {bound} in {verdict.agree} of {count(n, 'seed')}"
     if seed is not None:
         text += f" (the course printed {labels.printed(seed)})"
-    return text + "."
+    if confirmed_once:
+        text += "; one seed shows that it can, not how reliably (`--seeds N`)"
+    return text + _partial(verdict) + "."
+
+
+def _partial(verdict: Verdict) -> str:
+    """Which planned seeds an answer leaves out, and why: its numbers are of the others only."""
+    if not verdict.missing:
+        return ""
+    n = len(verdict.values)
+    return f" (on {n} of {count(verdict.planned, 'planned seed')}; no result for {', '.join(verdict.missing)})"
 
 
 def paired(verdict: Verdict) -> str:
     """How big a compared difference is and whether it stands out of the seed-to-seed noise, in words."""
     n, t, critical = len(verdict.values), verdict.t_toward_claim, verdict.t_critical
-    size = f"{'lower' if verdict.mean < 0 else 'higher'} by {labels.pm(abs(verdict.mean), verdict.std)}"
+    low, high = verdict.interval if verdict.mean > 0 else (-verdict.interval[1], -verdict.interval[0])
+    size = (
+        f"{'lower' if verdict.mean < 0 else 'higher'} by {labels.num(abs(verdict.mean))} on average "
+        f"(90% confidence interval {labels.num(low)} to {labels.num(high)}; std across seeds "
+        f"{labels.num(verdict.std)})"
+    )
     if verdict.mean == 0:
         size = "no different on average"
     noise = {
-        "confirmed": f"more than noise (t = {labels.num(t)} ≥ {critical:g})",
-        "refuted": f"more than noise, the other way (t = {labels.num(t)} ≤ −{critical:g})",
-        "inconclusive": f"within noise (|t| = {labels.num(abs(t))} < {critical:g})",
+        "confirmed": f"more than noise (t = {labels.num(t)} ≥ {critical:.3f})",
+        "refuted": f"more than noise, the other way (t = {labels.num(t)} ≤ −{critical:.3f})",
+        "inconclusive": f"within noise (|t| = {labels.num(abs(t))} < {critical:.3f})",
     }[verdict.verdict]
+    if verdict.missing and abs(t) >= critical:
+        noise = f"beyond noise on these seeds (t = {labels.num(t)}), but not every planned seed finished"
     return f"paired per seed, {size}, the claimed way in {verdict.agree} of {n} seeds: {noise}"
 
 
@@ -530,4 +603,24 @@ def reduce(collected: Collected) -> Report:
     summaries = tuple(summarise_experiment(e) for e in entries)
     info = run_info(collected)
     synthetic = any(s.synthetic for s in summaries) or any(d.synthetic for d in info.data)
-    return Report(info, summaries, problems(entries), synthetic, capped(summaries, entries))
+    many = many_claims([v for s in summaries for v in s.verdicts])
+    return Report(info, summaries, problems(entries), synthetic, capped(summaries, entries), many_claims=many)
+
+
+def many_claims(verdicts: Sequence[Verdict]) -> str:
+    """The chance that testing k comparisons yields at least one verdict by chance alone: each is confirmed
+    or refuted by chance at 2 × :data:`LEVEL` where the variants do not differ, and nothing here corrects
+    for k. Said in the report rather than corrected, since the course's claims are each a question of their
+    own; the bound holds for independent claims, and claims that share runs (l1 and l2 share ``basic``)
+    are not independent."""
+    tested = sum(1 for v in verdicts if v.t_toward_claim is not None)
+    if tested < 2:
+        return ""
+    chance = 1 - (1 - 2 * LEVEL) ** tested
+    return (
+        f"This report tests {tested} comparison claims, each on its own: were no variant to differ from what it "
+        f"is compared with, each would still come out confirmed or refuted {2 * LEVEL:.0%} of the time, and at "
+        f"least one of the {tested} would with probability {chance:.0%} (1 − {1 - 2 * LEVEL:g}^{tested}, for "
+        "claims that share no runs). A verdict whose t is near its critical value may be one of those; more "
+        "seeds (`--seeds N`) make each test stronger."
+    )

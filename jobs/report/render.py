@@ -184,10 +184,13 @@ CLAIM_COLUMNS = (
     "kind",
     "verdict",
     "seeds",
+    "seeds_planned",
     "seeds_the_claimed_way",
     "per_seed",
     "mean",
     "std",
+    "interval_90_low",
+    "interval_90_high",
     "t_toward_claim",
     "t_critical",
     "reason",
@@ -198,15 +201,18 @@ def claims_csv_text(report: Report) -> str:
     """One row per claim: its verdict and the numbers behind it. ``per_seed``, ``mean`` and ``std`` are of
     the paired difference A - B for a comparison, of A's value for a threshold; ``t_toward_claim`` is
     positive where the difference goes the claimed way (so a "lower than" claim with a negative mean has a
-    positive t), and confirms the claim at ``t_critical`` or above."""
+    positive t), and confirms the claim at ``t_critical`` or above, exactly when the 90% confidence interval
+    of the mean difference (``interval_90_low`` to ``interval_90_high``) lies wholly on the claimed side."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, CLAIM_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for s in report.experiments:
         for v in s.verdicts:
             row = {"experiment": s.name, **{k: getattr(v, k) for k in ("claim", "metric", "kind", "verdict")}}
-            row |= {"seeds": len(v.values), "seeds_the_claimed_way": v.agree, "per_seed": " ".join(map(repr, v.values))}
-            row |= {k: getattr(v, k) for k in ("mean", "std", "t_toward_claim", "t_critical", "reason")}
+            row |= {"seeds": len(v.values), "seeds_planned": v.planned, "seeds_the_claimed_way": v.agree}
+            row |= {"per_seed": " ".join(map(repr, v.values)), "mean": v.mean, "std": v.std}
+            row |= dict(zip(("interval_90_low", "interval_90_high"), v.interval or (None, None), strict=True))
+            row |= {k: getattr(v, k) for k in ("t_toward_claim", "t_critical", "reason")}
             writer.writerow({k: _csv_value(x) for k, x in row.items()})
     return buffer.getvalue()
 
