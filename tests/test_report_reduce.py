@@ -163,9 +163,9 @@ def test_a_verdict_missing_planned_seeds_is_inconclusive_and_says_what_the_finis
     assert "the finished seeds alone would have it confirmed" in v.reason
     assert v.reason.endswith("; without 1 planned run: `l1` seed 2 (failed: diverged at epoch 3: loss is nan)")
     at_least = Claim(variant="develop", metric="accuracy", at_least=0.86)
-    met = threshold(at_least, {0: 0.87}, ["`develop` seed 1 (never started)"], planned=2)
+    met = threshold(at_least, {0: 0.87, 1: 0.88}, ["`develop` seed 2 (never started)"], planned=3)
     assert met.verdict == "inconclusive" and "would have it confirmed" in met.reason
-    assert threshold(at_least, {0: 0.87}, [], planned=1).verdict == "confirmed"
+    assert threshold(at_least, {0: 0.87, 1: 0.88}, [], planned=2).verdict == "confirmed"
 
 
 def test_judge_names_every_planned_run_without_a_value_and_why():
@@ -224,8 +224,13 @@ def test_thresholds_count_seeds_on_the_claimed_side():
     assert threshold(at_least, {0: 0.85, 1: 0.84}).verdict == "refuted"
     split = threshold(at_least, {0: 0.87, 1: 0.85})
     assert (split.verdict, split.agree) == ("inconclusive", 1)
-    assert threshold(at_least, {0: 0.86}).verdict == "confirmed"  # the bound itself counts
-    assert threshold(at_least, {0: 0.9}).reason == "met by 1 of 1 seed (value 0.9000)"
+    assert threshold(at_least, {0: 0.86, 1: 0.9}).verdict == "confirmed"  # the bound itself counts
+    for value, went in ((0.9, "met"), (0.8, "missed")):  # one seed: which way it went, no verdict
+        one = threshold(at_least, {0: value})
+        assert (one.verdict, one.reason) == (
+            "inconclusive",
+            f"one seed: not a test; that seed {went} it (value {value:.4f})",
+        )
     assert threshold(at_least, {0: 0.87, 1: 0.85}).reason.startswith("met by 1 of 2 seeds (value ")
     assert threshold(at_least, {}).verdict == "inconclusive"
     at_most = Claim(variant="basic", metric="loss", at_most=0.5)

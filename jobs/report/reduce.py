@@ -28,14 +28,14 @@ RULE = (
     "the 5% level says the difference goes the claimed way (t >= the critical value for n - 1 degrees of "
     "freedom), refuted when it says the difference goes the other way, inconclusive otherwise. How much it "
     "differs is the mean difference with its 90% confidence interval, the interval that agrees with those "
-    "verdicts: it lies wholly on the claimed side exactly when the claim is confirmed. With one seed there "
-    "is no estimate of the noise, so the verdict is inconclusive (one seed: not a test) and says which way "
-    "that seed went; where every seed gives the same difference there is no noise to test against either, "
-    "and the verdict is inconclusive too. A threshold claim (at least / at most) is confirmed when every seed "
-    "meets the threshold, refuted when none does, inconclusive when the seeds split; with one seed it shows "
-    "that the variant can meet it, not how reliably. A claim whose planned seeds did not all finish (failed, "
-    "diverged, not yet run) is inconclusive, and says what the finished seeds alone show. An experiment is "
-    "confirmed when every claim is, refuted when any claim is refuted, and inconclusive otherwise."
+    "verdicts: it lies wholly on the claimed side exactly when the claim is confirmed. Where every seed gives "
+    "the same difference there is no noise to test against, and the verdict is inconclusive. A threshold "
+    "claim (at least / at most) is confirmed when every seed meets the threshold, refuted when none does, "
+    "inconclusive when the seeds split. With one seed there is no estimate of the noise, so every claim is "
+    "inconclusive (one seed: not a test) and says which way that seed went; `--seeds N` trains N. A claim "
+    "whose planned seeds did not all finish (failed, diverged, not yet run) is inconclusive, and says what "
+    "the finished seeds alone show. An experiment is confirmed when every claim is, refuted when any claim "
+    "is refuted, and inconclusive otherwise."
 )
 
 
@@ -297,6 +297,9 @@ def threshold(claim: Claim, values: dict[int, float], missing: Sequence[str] = (
     }
     if not n:
         return Verdict(**base, verdict="inconclusive", reason=incomplete("no seed finished", missing))
+    if n == 1:  # a seed that met it shows the variant can, one that missed that it does not always: not a test
+        reason = f"one seed: not a test; that seed {'met' if agree else 'missed'} it (value {s.text()})"
+        return Verdict(**base, verdict="inconclusive", reason=incomplete(reason, missing), mean=s.mean)
     verdict = "confirmed" if agree == n else "refuted" if agree == 0 else "inconclusive"
     reason = f"met by {agree} of {count(n, 'seed')} (value {s.text()})"
     if missing and verdict != "inconclusive":
@@ -434,13 +437,10 @@ def answer(claim: Claim, variants: dict[str, VariantSummary], verdict: Verdict) 
             text += f"; {verdict.reason}"
         return text + "."
     bound = f"≥ {claim.at_least:g}" if claim.at_least is not None else f"≤ {claim.at_most:g}"
-    confirmed_once = n == 1 and verdict.verdict == "confirmed"
-    prefix = "Yes, in its one seed" if confirmed_once else _YES_NO[verdict.verdict]
+    prefix = "One seed, not a test" if n == 1 else _YES_NO[verdict.verdict]
     text = f"{prefix}: `{claim.variant}` {what} {verdict.a.text()}, {bound} in {verdict.agree} of {count(n, 'seed')}"
     if seed is not None:
         text += f" (the course printed {labels.printed(seed)})"
-    if confirmed_once:
-        text += "; one seed shows that it can, not how reliably (`--seeds N`)"
     return text + _partial(verdict) + "."
 
 
