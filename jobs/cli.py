@@ -154,11 +154,18 @@ def parser() -> argparse.ArgumentParser:
 
 
 def load_or_exit(paths: list[Path], console: Console) -> list[LoadedExperiment]:
+    if not paths and not DEFAULT_SPECS[0].exists():
+        console.print(
+            f"no spec given, and no {DEFAULT_SPECS[0]}/ folder in {Path.cwd()}: run from Regimen's checkout "
+            "(the built-in suite) or name spec files, suite files or folders",
+            markup=False,
+        )
+        raise SystemExit(2)
     loaded, errors = load_experiments(paths or DEFAULT_SPECS)
     if errors:
         for error in errors:
             console.print(str(error), markup=False, soft_wrap=True)
-        console.print(f"{len(errors)} error(s); nothing was run", style="red")
+        console.print(f"{count(len(errors), 'error')}; nothing was run", style="red")
         raise SystemExit(2)
     return loaded
 
@@ -280,7 +287,8 @@ def cmd_run(args, console: Console) -> int:
         gpus_per_node=args.gpus_per_node,
     )
     if args.data_dir is not None and not args.data_dir.is_dir():
-        console.print(f"--data-dir: no such folder '{args.data_dir}'", markup=False)
+        what = "a file, not a folder" if args.data_dir.exists() else "no such folder"
+        console.print(f"--data-dir: {what}: '{args.data_dir}'", markup=False)
         return 2
     submitted = bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))  # set by Ray's job manager
     if submitted and Store(args.results).local and not Path(args.results.removeprefix("file://")).is_absolute():

@@ -193,9 +193,10 @@ def connect_ray(address: str | None) -> bool:
         hint = auth_hint()  # before ray.init, which may turn token authentication on in this process
         try:
             ray.init(address=address, log_to_driver=False)
-        except (ConnectionError, ValueError, ray.exceptions.RayError) as error:  # RayError: auth refused
+        except (ConnectionError, ValueError, ray.exceptions.RayError) as error:
             why = f"cannot connect to the Ray cluster at {address}: {one_line_error(error)}"
-            raise RunRefused([why, *hint, NOTHING_TRAINED]) from None
+            refused = isinstance(error, ray.exceptions.AuthenticationError) or "auth" in str(error).lower()
+            raise RunRefused([why, *(hint if refused else []), NOTHING_TRAINED]) from None
         return False
     # address="local": our own instance even when another cluster runs on this machine; the dashboard,
     # the only HTTP endpoint, is not started at all, nor the metrics exporter of each node's agent, which

@@ -44,6 +44,9 @@ Metric = Literal["accuracy", "binary_crossentropy", "sparse_categorical_crossent
 #: Metrics (and the loss) for which a lower value is better; every other metric is higher-is-better.
 LOWER_IS_BETTER = frozenset({"loss", "binary_crossentropy", "sparse_categorical_crossentropy"})
 
+#: Metrics that are fractions from 0 to 1, so that a threshold outside that range is a mistake (86 for 86%).
+FRACTIONS = frozenset({"accuracy"})
+
 MAX_UNITS = 65_536
 #: A spec whose model is larger than this is refused before Keras tries to allocate it.
 MAX_PARAMETERS = 100_000_000
@@ -345,6 +348,11 @@ class Experiment(Strict):
                 found.append((("claims", i), "a claim compares a variant with itself"))
             if claim.metric not in self.metric_names():
                 found.append((("claims", i, "metric"), self._unknown_metric(claim.metric)))
+            for field in ("at_least", "at_most"):
+                bound = getattr(claim, field)
+                if claim.metric in FRACTIONS and bound is not None and not 0 <= bound <= 1:
+                    why = f"{claim.metric} is a fraction from 0 to 1, so {bound:g} can never be met"
+                    found.append((("claims", i, field), f"{why} (for {bound:g}% write {bound / 100:g})"))
         return found
 
     def _unknown_metric(self, name: str) -> str:

@@ -9,6 +9,7 @@ from helpers import ROOT, regimen, smoke_run
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from jobs.cli import main
 from jobs.loading import load_experiments, validate_document
 from jobs.spec import Experiment
 
@@ -99,9 +100,19 @@ def test_a_truncated_dataset_file_refuses_the_run_in_one_line(tmp_path):
     assert not (tmp_path / "r" / "jobs").exists()
 
 
-def test_a_missing_data_dir_is_one_line(tmp_path):
-    done = regimen("run", "specs/batchnorm.yaml", "--data-dir", str(tmp_path / "none"))
-    assert done.returncode == 2 and done.stdout.strip() == f"--data-dir: no such folder '{tmp_path / 'none'}'"
+def test_a_missing_data_dir_or_a_file_given_as_one_is_one_line(tmp_path, capsys, in_root):
+    (tmp_path / "mnist.npz").write_bytes(b"npz")
+    for folder, what in ((tmp_path / "none", "no such folder"), (tmp_path / "mnist.npz", "a file, not a folder")):
+        assert main(["run", "specs/batchnorm.yaml", "--data-dir", str(folder), "--results", str(tmp_path / "r")]) == 2
+        assert capsys.readouterr().out.strip() == f"--data-dir: {what}: '{folder}'"
+
+
+def test_without_specs_outside_the_checkout_it_says_where_it_looked(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for command in ("validate", "plan", "run"):
+        assert main([command]) == 2
+        out = capsys.readouterr().out
+        assert out.startswith(f"no spec given, and no specs/ folder in {tmp_path}: run from Regimen's checkout")
 
 
 def test_a_corrupt_store_entry_is_retrained_and_the_rest_kept(tmp_path):

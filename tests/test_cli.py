@@ -247,6 +247,7 @@ def closed_port() -> int:
         ("HTTP://127.0.0.1:8265", "is a URL, as the dashboard's (for `ray job submit`)"),
         (f"127.0.0.1:{closed_port()}", "no Ray cluster answers at 127.0.0.1:"),
         ("ray://127.0.0.1", "no Ray cluster answers at ray://127.0.0.1 (port 443, gRPC's default; Ray Client"),
+        ("head-node", "cannot connect to the Ray cluster at head-node: ValueError: Invalid address format"),
     ],
 )
 def test_an_address_without_a_ray_cluster_is_refused_at_once(tmp_path, capsys, in_root, address, expected):
@@ -254,6 +255,7 @@ def test_an_address_without_a_ray_cluster_is_refused_at_once(tmp_path, capsys, i
     code = main(["run", "specs/dropout.yaml", "--synthetic", "--address", address, "--results", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 2 and expected in out and out.rstrip().endswith("nothing was trained"), out
+    assert "RAY_AUTH_MODE" not in out  # no cluster refused a token: that advice would mislead
     assert not (tmp_path / "jobs").exists()
 
 

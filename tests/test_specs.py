@@ -81,6 +81,10 @@ def set_layer(index, **fields):
         ),
         (lambda d: d["claims"][0].update(metric="acuracy"), "claims.0.metric: unknown metric 'acuracy'"),
         (lambda d: d.update(headline_metric="f1"), "headline_metric: unknown metric 'f1'"),
+        (
+            lambda d: d.update(claims=[{"variant": "l1", "metric": "accuracy", "at_least": 86}]),
+            "claims.0.at_least: accuracy is a fraction from 0 to 1, so 86 can never be met (for 86% write 0.86)",
+        ),
         (lambda d: d["training"].update(epochs=0), "training.epochs: Input should be greater than or equal to 1"),
         (lambda d: d["training"].update(batch_size=0), "training.batch_size: Input should be greater than or equal"),
         (lambda d: d["training"].update(epochs=10**9), "training.epochs: Input should be less than or equal to 100000"),
