@@ -56,6 +56,11 @@ def test_synthetic_data_and_capped_epochs_are_banners_at_the_top(golden):
     assert "**EPOCHS CAPPED.**" in first_section and "reg/penalty: 4 of 6 epochs" in first_section
     page = paths["index.html"].read_text()
     assert page.index('class="banner"') < page.index("Overview")
+    # and beside each verdict they qualify, wherever it is read
+    overview = md.split("## Overview")[1].split("**How verdicts")[0]
+    assert "**confirmed** (epochs capped) |" in overview
+    claims = list(csv.DictReader(io.StringIO(paths["claims.csv"].read_text())))
+    assert {(row["synthetic"], row["epochs_capped"]) for row in claims} == {("True", "True")}
 
 
 @pytest.mark.parametrize(("asks", "capped"), [(6, True), (2, False)])

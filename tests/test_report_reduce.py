@@ -21,6 +21,7 @@ from jobs.report.reduce import (
     many_claims,
     stat,
     summarise_experiment,
+    summarise_variant,
     t_critical,
     threshold,
     values_by_seed,
@@ -265,3 +266,10 @@ def test_numbers_show_four_significant_digits_and_the_std_lines_up():
     assert labels.pm(0.4283, 0.01) == "0.4283 ± 0.0100"
     assert labels.pm(0.07019, 1e-17) == "0.07019 ± 0.00000"
     assert labels.pm(0.5, None) == "0.5000"
+
+
+def test_a_variant_not_yet_trained_shows_the_epochs_the_run_caps_it_to():
+    experiment = imdb_experiment("reg", {"basic": {}}, [])  # 6 epochs
+    running = [Run("basic", 0, "basic0", "running")]
+    assert summarise_variant(experiment, running, "basic", max_epochs=2).epochs == 2
+    assert summarise_variant(experiment, running, "basic").epochs == 6

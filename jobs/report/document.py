@@ -135,7 +135,8 @@ def overview(report: Report) -> list[Block]:
             rows.append((link, "", f"manifest unreadable: {summary.error}", "**corrupt**"))
         else:
             synthetic = " (SYNTHETIC data)" if mixed and summary.synthetic else ""
-            rows.append((link, summary.question, summary.answer, f"**{summary.verdict}**{synthetic}"))
+            capped = " (epochs capped)" if summary.capped else ""
+            rows.append((link, summary.question, summary.answer, f"**{summary.verdict}**{synthetic}{capped}"))
     metrics = sorted({m for s in report.experiments for v in s.variants for m in v.test})
     printed = any(v.seed_printed for s in report.experiments for v in s.variants)
     return [

@@ -122,6 +122,11 @@ class ExperimentSummary:
     answer: str
     error: str = ""  # the manifest could not be read; nothing else is filled in
 
+    @property
+    def capped(self) -> bool:
+        """Some variant trained (or is to train) fewer epochs than its spec asks: not the experiment it describes."""
+        return any(v.capped for v in self.variants)
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -342,7 +347,10 @@ def training_seconds(timings: dict) -> float:
     return timings.get("training_s", timings["fit_s"])
 
 
-def summarise_variant(experiment: Experiment, runs: Sequence[Run], variant_name: str) -> VariantSummary:
+def summarise_variant(
+    experiment: Experiment, runs: Sequence[Run], variant_name: str, max_epochs: int | None = None
+) -> VariantSummary:
+    """``max_epochs``: the run's --max-epochs, the epochs shown until a result says what was trained."""
     variant = experiment.variant(variant_name)
     training = experiment.resolved_training(variant)
     mine = [r for r in runs if r.variant == variant_name]
@@ -361,7 +369,7 @@ def summarise_variant(experiment: Experiment, runs: Sequence[Run], variant_name:
         seeds_planned=len(mine),
         seeds_done=len(done),
         params=first.get("params"),
-        epochs=int(first.get("epochs", training.epochs)),
+        epochs=int(first.get("epochs", min(training.epochs, max_epochs or training.epochs))),
         requested_epochs=training.epochs,  # this experiment's, whichever experiment's run trained the job
         batch_size=int(first.get("batch_size", training.batch_size)),
         test={m: stat(list(values_by_seed(done, variant_name, m).values())) for m in metrics},
@@ -494,7 +502,8 @@ def summarise_experiment(entry: ExperimentRuns) -> ExperimentSummary:
             answer="",
             error=entry.error,
         )
-    variants = {v.name: summarise_variant(experiment, entry.runs, v.name) for v in experiment.variants}
+    cap = (entry.options or {}).get("max_epochs")
+    variants = {v.name: summarise_variant(experiment, entry.runs, v.name, cap) for v in experiment.variants}
     verdicts = tuple(judge(entry.runs, c) for c in experiment.claims)
     answers = [answer(c, variants, v) for c, v in zip(experiment.claims, verdicts, strict=True)]
     if not answers:

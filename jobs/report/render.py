@@ -183,6 +183,8 @@ CLAIM_COLUMNS = (
     "metric",
     "kind",
     "verdict",
+    "synthetic",
+    "epochs_capped",
     "seeds",
     "seeds_planned",
     "seeds_the_claimed_way",
@@ -198,7 +200,8 @@ CLAIM_COLUMNS = (
 
 
 def claims_csv_text(report: Report) -> str:
-    """One row per claim: its verdict and the numbers behind it. ``per_seed``, ``mean`` and ``std`` are of
+    """One row per claim: its verdict, whether its experiment ran on SYNTHETIC data or capped epochs, and
+    the numbers behind it. ``per_seed``, ``mean`` and ``std`` are of
     the paired difference A - B for a comparison, of A's value for a threshold; ``t_toward_claim`` is
     positive where the difference goes the claimed way (so a "lower than" claim with a negative mean has a
     positive t), and confirms the claim at ``t_critical`` or above, exactly when the 90% confidence interval
@@ -209,6 +212,7 @@ def claims_csv_text(report: Report) -> str:
     for s in report.experiments:
         for v in s.verdicts:
             row = {"experiment": s.name, **{k: getattr(v, k) for k in ("claim", "metric", "kind", "verdict")}}
+            row |= {"synthetic": s.synthetic, "epochs_capped": s.capped}
             row |= {"seeds": len(v.values), "seeds_planned": v.planned, "seeds_the_claimed_way": v.agree}
             row |= {"per_seed": " ".join(map(repr, v.values)), "mean": v.mean, "std": v.std}
             row |= dict(zip(("interval_90_low", "interval_90_high"), v.interval or (None, None), strict=True))
