@@ -248,14 +248,20 @@ def cmd_schema(args, console: Console) -> int:
 
 
 def cmd_data(args, console: Console) -> int:
-    from jobs.data import canonical_files, find_local
+    from jobs.data import DataCorrupt, canonical_files, check_readable, find_local
     from jobs.spec import DATASET_NAMES
 
     data_dir = args.data_dir or default_data_dir()
-    missing = 0
+    missing = corrupt = 0
     for name in DATASET_NAMES:
         files, searched = find_local(name, data_dir)
         if files:
+            try:
+                check_readable(name, files)
+            except DataCorrupt as error:
+                corrupt += 1
+                console.print(f"corrupt  {name:<14} {error}", markup=False)
+                continue
             console.print(f"found    {name:<14} {files[0].parent if len(files) > 1 else files[0]}", markup=False)
         else:
             missing += 1
@@ -269,7 +275,7 @@ def cmd_data(args, console: Console) -> int:
             "\nFor a run without any data: `make demo` (SYNTHETIC data).",
             markup=False,
         )
-    return 0
+    return 2 if corrupt else 0
 
 
 def cmd_run(args, console: Console) -> int:

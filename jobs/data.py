@@ -116,10 +116,21 @@ def find_local(name: str, data_dir: Path | None) -> tuple[list[Path] | None, lis
     """The dataset's files in the first place that has them all, and every place looked at."""
     searched = []
     for files in candidates(name, data_dir):
-        searched.append(str(files[0].parent if len(files) > 1 else files[0]))
-        if all(f.is_file() and f.stat().st_size > 0 for f in files):
-            return files, searched
+        place = str(files[0].parent if len(files) > 1 else files[0])
+        lacking = [f.name for f in files if not (f.is_file() and f.stat().st_size > 0)]
+        if not lacking:
+            return files, [*searched, place]
+        partial = len(lacking) < len(files)  # a folder with some of the files: say which are not there
+        searched.append(f"{place} (without {', '.join(lacking)})" if partial else place)
     return None, searched
+
+
+def check_readable(name: str, files: list[Path]) -> None:
+    """:class:`DataCorrupt` unless the files hold what their format promises (``regimen data``'s check)."""
+    if name == "imdb":
+        read_npz(files[0])
+    else:
+        read_images(name, files)
 
 
 def locate(name: str, data_dir: Path | None = None, download: bool = True) -> list[Path]:

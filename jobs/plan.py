@@ -44,7 +44,8 @@ class Job:
     @property
     def label(self) -> str:
         first = self.uses[0]
-        more = f" (+{len(self.uses) - 1})" if len(self.uses) > 1 else ""
+        shared = ", ".join(f"{use.experiment}/{use.variant}" for use in self.uses[1:])
+        more = f" (also {shared})" if shared else ""
         return f"{first.experiment}/{first.variant}/s{self.seed}{more}"
 
     @property

@@ -4,10 +4,12 @@ import json
 import logging
 import socket
 
+import numpy as np
 import pytest
 import yaml
 from helpers import ROOT, SPECS, regimen
 
+from jobs import data
 from jobs.cli import main, storage_logs_in_one_line
 
 
@@ -269,12 +271,26 @@ def test_a_submitted_job_refuses_a_relative_results_folder_ray_would_delete(tmp_
 
 def test_data_says_where_each_dataset_is_found_and_how_to_stage_the_missing(tmp_path, capsys, monkeypatch):
     staged = tmp_path / "staged"
-    staged.mkdir()
-    (staged / "mnist.npz").write_bytes(b"npz")
+    (staged / "fashion-mnist").mkdir(parents=True)
+    images, labels = np.zeros((2, 28, 28), np.uint8), np.zeros(2, np.uint8)
+    np.savez(staged / "mnist.npz", x_train=images, y_train=labels, x_test=images, y_test=labels)
+    (staged / "fashion-mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"gz")  # one file of four
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # an empty Keras cache
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
     assert main(["data", "--data-dir", str(staged)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert f"found    mnist          {staged / 'mnist.npz'}" in lines
+    (fashion,) = [line for line in lines if line.startswith("missing  fashion_mnist")]
+    lacking = "train-labels-idx1-ubyte.gz, t10k-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz"
+    assert f"{staged / 'fashion-mnist'} (without {lacking});" in fashion
     (imdb,) = [line for line in lines if line.startswith("missing  imdb")]
     assert str(staged / "imdb.npz") in imdb and str(tmp_path / "keras" / "datasets" / "imdb.npz") in imdb
     assert "  DIR/imdb.npz" in lines and "  DIR/fashion-mnist/train-images-idx3-ubyte.gz" in lines
+
+
+def test_data_reads_what_it_finds_and_names_a_corrupt_file(tmp_path, capsys, monkeypatch):
+    (tmp_path / "mnist.npz").write_bytes(b"npz")  # there, not empty, not an archive
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    assert main(["data", "--data-dir", str(tmp_path)]) == 2
+    (mnist,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("found", "corrupt"))]
+    assert mnist.startswith(f"corrupt  mnist          {tmp_path / 'mnist.npz'}: not a readable .npz file")

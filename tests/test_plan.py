@@ -17,6 +17,7 @@ def test_one_seed_gives_ten_distinct_jobs_for_eleven_variants(experiments):
     assert sum(len(job.uses) for job in jobs) == 11
     (shared,) = [job for job in jobs if len(job.uses) == 2]
     assert {(u.experiment, u.variant) for u in shared.uses} == {("l1", "basic"), ("l2", "basic")}
+    assert shared.label == "l1/basic/s0 (also l2/basic)"  # the progress view and messages name both uses
 
 
 def test_seeds_multiply_jobs_and_pair_variants(experiments):
