@@ -148,6 +148,17 @@ def replaced_in_report(store: Store, planned: dict) -> list[str]:
     return notices
 
 
+def still_left_out(store: Store, planned: dict) -> list[str]:
+    """What the run before left out of the report, where this run plans the very same jobs: a rerun of the
+    same command must not make the report forget the results it leaves out."""
+    try:
+        before = store.read_experiment(planned["experiment"]["name"])
+        same = {j["job_id"] for j in before["jobs"]} == {j["job_id"] for j in planned["jobs"]}
+        return [str(note) for note in before.get("report_notes") or ()] if same else []
+    except (StoreCorrupt, KeyError, TypeError):
+        return []
+
+
 def locate_datasets(jobs: list[Job], data_dir: Path | None) -> dict[str, tuple]:
     """data key -> (dataset, its files; None for synthetic): every dataset found, or downloaded, before
     anything else happens; refuses with one line per dataset that cannot be had."""
@@ -413,7 +424,9 @@ def _execute(
         datasets = read_datasets(located)
     for order, loaded in enumerate(experiments):
         planned = manifest(loaded, order, jobs, options)
-        summary.notices += replaced_in_report(store, planned)
+        notices = replaced_in_report(store, planned)
+        summary.notices += notices
+        planned["report_notes"] = notices or still_left_out(store, planned)  # the report says so too
         store.write_experiment(loaded.experiment.name, planned)
     for notice in summary.notices:
         console.print(f"notice: {notice}", markup=False)

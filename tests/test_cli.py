@@ -219,8 +219,12 @@ def test_a_run_that_leaves_finished_jobs_out_of_the_report_says_so(capsys, in_ro
     assert "2 jobs: 0 trained, 2 already stored" in out, out
     notice = "notice: batchnorm: the report leaves out 4 finished jobs of the run before, not in this run's plan "
     assert notice + "(they stay stored); they are seeds this run does not plan: --seeds 3" in out
+    left_out = notice + "(they stay stored); they are seeds this run does not plan: --seeds 3 reports them again."
     assert main(run) == 0
     assert "notice" not in capsys.readouterr().out  # the same jobs as the run before
+    assert main(["report", "--results", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    batchnorm = (tmp_path / "report" / "summary.md").read_text().split("## batchnorm")[1]
+    assert f"**Left out.** {left_out.removeprefix('notice: ')}" in batchnorm  # the report keeps saying so
     assert main([*run, "--max-epochs", "1", "--in-process"]) == 0  # other settings: other jobs, no --seeds tip
     out = capsys.readouterr().out
     assert "notice: batchnorm: the report leaves out 2 finished jobs of the run before" in out, out

@@ -39,6 +39,7 @@ class ExperimentRuns:
     spec_file: str = ""
     planned: str = ""
     options: dict | None = None  # the manifest's "run": synthetic, max_epochs, seeds
+    notes: tuple[str, ...] = ()  # what the run that planned it left out of the report (jobs.run.replaced_in_report)
     runs: tuple[Run, ...] = ()
     error: str = ""
     order: int = 1_000_000  # position in the run that planned it (suite order); unknown ones go last
@@ -74,6 +75,7 @@ def collect(store: Store) -> Collected:
                 spec_file=str(manifest.get("spec_file", "")),
                 planned=str(manifest.get("planned", "")),
                 options=dict(manifest.get("run") or {}),
+                notes=tuple(str(note) for note in manifest.get("report_notes") or ()),
                 runs=tuple(runs),
                 order=int(manifest.get("order", 1_000_000)),
             )

@@ -224,8 +224,8 @@ def experiment(summary: ExperimentSummary, has_figure: bool) -> list[Block]:
         blocks.append(Image(summary.name, f"{summary.title}: learning curves of {labels.name(metric)}"))
         blocks.append(
             Paragraph(
-                f"Training (solid) and validation (dashed) {labels.name(metric)} per epoch, mean across seeds "
-                "with a band of ± one standard deviation."
+                f"Training (solid) and validation (dashed; on {summary.validation}) {labels.name(metric)} per "
+                "epoch, mean across seeds with a band of ± one standard deviation."
             )
         )
     blocks.append(variant_table(summary))
@@ -237,6 +237,8 @@ def experiment(summary: ExperimentSummary, has_figure: bool) -> list[Block]:
     ]
     if notes:
         blocks.append(Paragraph("**Course labels.** " + " ".join(notes)))
+    if summary.notes:
+        blocks.append(Paragraph("**Left out.** " + " ".join(f"{note}." for note in summary.notes)))
     if summary.verdicts:
         blocks.append(Heading(3, f"Claims of {summary.name}"))
         blocks.append(Items(tuple(_claim(v) for v in summary.verdicts)))

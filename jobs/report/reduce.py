@@ -121,6 +121,7 @@ class ExperimentSummary:
     verdict: str  # all claims together: confirmed, refuted, inconclusive, or "no claim"
     answer: str
     error: str = ""  # the manifest could not be read; nothing else is filled in
+    notes: tuple[str, ...] = ()  # finished results of earlier runs that this experiment's latest plan leaves out
 
     @property
     def capped(self) -> bool:
@@ -533,6 +534,7 @@ def summarise_experiment(entry: ExperimentRuns) -> ExperimentSummary:
         verdicts=verdicts,
         verdict=combined(verdicts),
         answer=" ".join(answers),
+        notes=entry.notes,
     )
 
 
