@@ -11,8 +11,10 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import get_args
 
@@ -313,6 +315,8 @@ def cmd_run(args, console: Console) -> int:
             console.print(line, markup=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt as stop:
+        if threading.current_thread() is threading.main_thread():  # the run is over: another Ctrl-C while it
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # says so and exits would only print a traceback
         again = (
             "jobs being trained again keep their earlier results; run the command again without --force to keep "
             "those and resume the others from their last epoch, or with --force to train every job again"

@@ -60,7 +60,7 @@ class Executor(ABC):
 
     @abstractmethod
     def cancel(self) -> None:
-        """Stop jobs still running or pending (Ctrl-C)."""
+        """Stop jobs still running or pending (Ctrl-C), and let go of whatever runs them."""
 
     def notices(self, jobs: list[Job]) -> list[str]:
         """What the user should know, before ``jobs`` run, about how this executor will run them."""
@@ -192,8 +192,11 @@ class RayExecutor(Executor):
             on_progress(self.ray.get(self.board.snapshot.remote(), timeout=5))
 
     def cancel(self):
+        """Cancel every pending task, then disconnect now (a private Ray stops), rather than in Ray's exit
+        handler, where a second Ctrl-C would print its traceback and leave Ray's processes running."""
         for ref in list(self.pending):
             self.ray.cancel(ref, force=True)
+        self.ray.shutdown()
 
 
 def _one_line(error: Exception) -> str:

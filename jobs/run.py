@@ -452,9 +452,25 @@ def _execute(
                 else:
                     summary.failed.append((outcome.job, outcome.failure.reason))
     except KeyboardInterrupt:
-        executor.cancel()
-        for job in started:
-            if job.id not in delivered:
-                store.job(job.id).interrupt()
+        with stop_signals_ignored():  # a second Ctrl-C here would leave jobs running and Ray's processes behind
+            executor.cancel()
+            for job in started:
+                if job.id not in delivered:
+                    store.job(job.id).interrupt()
         raise
     return summary
+
+
+@contextlib.contextmanager
+def stop_signals_ignored():
+    """SIGINT and SIGTERM ignored while a stopped run cleans up (on the main thread, the only one that
+    gets signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {stop: signal.signal(stop, signal.SIG_IGN) for stop in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)

@@ -349,11 +349,29 @@ def test_driver_killed_then_rerun_retrains_nothing_finished_and_resumes_the_rest
             assert all(len(v) == record.result()["epochs"] for v in record.history().values())
 
 
+def in_session(session: int) -> list[int]:
+    """Every process of a session: a run started in a session of its own, and what it started."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:
+            found.append(int(stat.parent.name))
+    return found
+
+
 @pytest.mark.ray
 @pytest.mark.parametrize(
-    ("stop", "code", "said"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated (SIGTERM)")]
+    ("stops", "code", "said"),
+    [
+        ((signal.SIGINT,), 130, "interrupted"),
+        ((signal.SIGTERM,), 143, "terminated (SIGTERM)"),
+        ((signal.SIGINT,) * 12, 130, "interrupted"),  # an impatient user, while the run cleans up and exits
+    ],
 )
-def test_ctrl_c_or_sigterm_cancels_and_says_how_to_resume(tmp_path, stop, code, said):
+def test_ctrl_c_or_sigterm_cancels_and_says_how_to_resume(tmp_path, stops, code, said):
     results = tmp_path / "results"
     # the overfit job's 150 epochs outlast any delay in sending the signal: a run that ends by itself
     # before it arrives cannot pass for one that ignored it
@@ -364,8 +382,11 @@ def test_ctrl_c_or_sigterm_cancels_and_says_how_to_resume(tmp_path, stop, code, 
             240,
             "a job to finish one epoch",
         )
-        run.send_signal(stop)
+        for stop in stops:
+            run.send_signal(stop)  # nothing once the run has exited
+            time.sleep(0.25)
         output, _ = run.communicate(timeout=120)
+        wait_for(lambda: not in_session(run.pid), 30, "the run's Ray processes to stop with it")
     finally:
         run.kill()
     assert run.returncode == code, output
