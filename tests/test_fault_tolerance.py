@@ -1,6 +1,7 @@
 """Nothing is lost when a job, a node or the driver dies: jobs resume after their last finished epoch,
 with no epoch missing or repeated, and finished jobs are never retrained."""
 
+import contextlib
 import io
 import json
 import os
@@ -219,16 +220,22 @@ def start_run(*args: str, env: dict | None = None) -> subprocess.Popen:
     )
 
 
-def children_of(parent: int) -> list[int]:
-    children = []
+def processes() -> dict[int, list[str]]:
+    """pid -> the fields of /proc/PID/stat after the command name: state, ppid, pgrp, session, ..."""
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent:
-            children.append(int(stat.parent.name))
-    return children
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            found[int(stat.parent.name)] = stat.read_text().rsplit(")", 1)[1].split()
+    return found
+
+
+def children_of(parent: int) -> list[int]:
+    return [pid for pid, fields in processes().items() if int(fields[1]) == parent]
+
+
+def in_session(session: int) -> list[int]:
+    """Every process of a session: a run started in a session of its own, and what it started."""
+    return [pid for pid, fields in processes().items() if int(fields[3]) == session]
 
 
 def resumed_jobs(results: Path) -> dict[str, int]:
@@ -347,19 +354,6 @@ def test_driver_killed_then_rerun_retrains_nothing_finished_and_resumes_the_rest
         record = store.job(job_id)
         if record.is_done():
             assert all(len(v) == record.result()["epochs"] for v in record.history().values())
-
-
-def in_session(session: int) -> list[int]:
-    """Every process of a session: a run started in a session of its own, and what it started."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session:
-            found.append(int(stat.parent.name))
-    return found
 
 
 @pytest.mark.ray
