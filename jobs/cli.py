@@ -316,7 +316,7 @@ def cmd_run(args, console: Console) -> int:
         return 2
     except KeyboardInterrupt as stop:
         if threading.current_thread() is threading.main_thread():  # the run is over: another Ctrl-C while it
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # says so and exits would only print a traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # says so and exits would only print a traceback (main)
         again = (
             "jobs being trained again keep their earlier results; run the command again without --force to keep "
             "those and resume the others from their last epoch, or with --force to train every job again"
@@ -404,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # Logs and pipes get whole lines: rich would wrap them at 80 columns
     console = Console(highlight=False, soft_wrap=not sys.stdout.isatty(), width=None if sys.stdout.isatty() else 200)
+    ctrl_c = signal.getsignal(signal.SIGINT)
     try:
         return COMMANDS[args.command](args, console)
     except (StoreUnavailable, BadResources) as error:
@@ -411,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    finally:
+        # called in process (argv given: tests, scripts), not as the program about to exit: Ctrl-C as it was
+        if argv is not None and ctrl_c is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, ctrl_c)
 
 
 if __name__ == "__main__":

@@ -206,8 +206,9 @@ def connect_ray(address: str | None) -> bool:
             ray.init(address=address, log_to_driver=False)
         except (ConnectionError, ValueError, ray.exceptions.RayError) as error:
             why = f"cannot connect to the Ray cluster at {address}: {one_line_error(error)}"
-            refused = isinstance(error, ray.exceptions.AuthenticationError) or "auth" in str(error).lower()
-            raise RunRefused([why, *(hint if refused else []), NOTHING_TRAINED]) from None
+            # something answers there (refuse_unreachable): a refused token reads as "Failed to connect"
+            no_cluster = isinstance(error, ValueError) or "Could not find any running Ray instance" in str(error)
+            raise RunRefused([why, *([] if no_cluster else hint), NOTHING_TRAINED]) from None
         return False
     # address="local": our own instance even when another cluster runs on this machine; the dashboard,
     # the only HTTP endpoint, is not started at all, nor the metrics exporter of each node's agent, which
@@ -233,15 +234,15 @@ def refuse_unreachable(address: str) -> None:
         )
         raise RunRefused([why, NOTHING_TRAINED])
     host, _, port = rest.rpartition(":")
-    default_port = ""
+    port_note = ""
     if scheme == "ray" and not port.isdigit():  # ray://HOST: gRPC, hence Ray Client, goes to port 443
-        host, port, default_port = rest, "443", " (port 443, gRPC's default; Ray Client listens on 10001)"
+        host, port, port_note = rest, "443", " (port 443, gRPC's default; Ray Client listens on 10001)"
     if scheme not in ("", "ray") or not host or not port.isdigit():
         return  # "auto", or a form Ray parses and reports itself
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
     except OSError as error:
-        why = f"no Ray cluster answers at {address}{default_port} ({error.strerror or type(error).__name__}); "
+        why = f"no Ray cluster answers at {address}{port_note} ({error.strerror or type(error).__name__}); "
         raise RunRefused(
             [why + "start one (`ray start --head`) or correct --address / RAY_ADDRESS", NOTHING_TRAINED]
         ) from None

@@ -351,8 +351,11 @@ class Experiment(Strict):
             for field in ("at_least", "at_most"):
                 bound = getattr(claim, field)
                 if claim.metric in FRACTIONS and bound is not None and not 0 <= bound <= 1:
-                    why = f"{claim.metric} is a fraction from 0 to 1, so {bound:g} can never be met"
-                    found.append((("claims", i, field), f"{why} (for {bound:g}% write {bound / 100:g})"))
+                    always = (field == "at_most") == (bound > 1)  # at most 1.5, at least -0.1: nothing to test
+                    why = f"{claim.metric} is a fraction from 0 to 1, so {field} {bound:g} "
+                    why += "always holds" if always else "can never be met"
+                    percent = f" (for {bound:g}% write {bound / 100:g})" if bound > 1 else ""
+                    found.append((("claims", i, field), why + percent))
         return found
 
     def _unknown_metric(self, name: str) -> str:

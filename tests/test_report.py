@@ -63,6 +63,13 @@ def test_synthetic_data_and_capped_epochs_are_banners_at_the_top(golden):
     assert {(row["synthetic"], row["epochs_capped"]) for row in claims} == {("True", "True")}
 
 
+def test_real_full_length_claims_are_flagged_neither_synthetic_nor_capped(tmp_path):
+    paths = write_report(suite_store(tmp_path / "results", seeds=2, synthetic=False), tmp_path / "out")
+    claims = list(csv.DictReader(io.StringIO(paths["claims.csv"].read_text())))
+    assert len(claims) == 6 and {(row["synthetic"], row["epochs_capped"]) for row in claims} == {("False", "False")}
+    assert "(epochs capped)" not in paths["summary.md"].read_text()
+
+
 @pytest.mark.parametrize(("asks", "capped"), [(6, True), (2, False)])
 def test_capped_follows_each_experiments_own_epochs_for_a_job_another_trained(tmp_path, asks, capped):
     """A job shared by two experiments counts as capped for the one that asks more epochs than it ran."""

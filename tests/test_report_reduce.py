@@ -128,7 +128,20 @@ def test_the_same_difference_in_every_seed_is_no_evidence_of_anything():
     assert same.verdict == "inconclusive" and same.t_toward_claim is None
     assert same.reason.startswith("every seed gave the same difference, -0.1000: no seed-to-seed noise")
     identical = compare(LOWER, {0: 0.5, 1: 0.6}, {0: 0.5, 1: 0.6})
-    assert (identical.verdict, identical.t_toward_claim) == ("inconclusive", 0.0)
+    assert (identical.verdict, identical.t_toward_claim) == ("inconclusive", None)
+    assert identical.reason.startswith("every seed gave the same difference, 0.0000: no seed-to-seed noise")
+
+
+def test_no_difference_on_average_still_says_how_large_it_could_be():
+    even = compare(LOWER, {0: 0.5, 1: 0.6}, {0: 0.6, 1: 0.5})  # -0.1 and +0.1
+    assert even.mean == 0 and even.interval == pytest.approx((-0.6314, 0.6314), abs=1e-4)
+    experiment = imdb_experiment(
+        "reg", {"basic": {}, "pen": {}}, [{"variant": "pen", "metric": "loss", "lower_than": "basic"}], seeds=2
+    )
+    values = {("basic", 0): 0.6, ("basic", 1): 0.5, ("pen", 0): 0.5, ("pen", 1): 0.6}
+    runs = [Run(v, seed, f"{v}{seed}", "done", result={"test": {"loss": x}}) for (v, seed), x in values.items()]
+    summary = summarise_experiment(ExperimentRuns("reg", experiment, runs=tuple(runs)))
+    assert "no different on average (90% confidence interval of the difference -0.6314 to 0.6314;" in summary.answer
 
 
 def test_t_critical_values_match_students_t_table_at_any_number_of_seeds():
@@ -182,14 +195,17 @@ def test_judge_names_every_planned_run_without_a_value_and_why():
         run("pen", 2, "failed", error="diverged at epoch 3: loss is nan\nTraceback ..."),
         run("pen", 3, "missing"),
         run("basic", 3, "running", error="attempt 1, 2 epochs stored"),
+        Run("basic", 4, "basic4", "done", result={"test": {"accuracy": 0.7}}),  # stored without the metric
+        run("pen", 4, "done", 0.5),
     ]
     v = judge(runs, Claim(variant="pen", metric="loss", lower_than="basic"))
-    assert v.seeds == (0,) and v.planned == 4
+    assert v.seeds == (0,) and v.planned == 5
     assert v.missing == (
         "`pen` seed 2 (failed: diverged at epoch 3: loss is nan)",
         "`pen` seed 3 (never started)",
-        "`basic` seed 1 (test metric not finite)",
+        "`basic` seed 1 (test loss not finite)",
         "`basic` seed 3 (running)",
+        "`basic` seed 4 (test loss not recorded)",
     )
 
 

@@ -83,7 +83,16 @@ def set_layer(index, **fields):
         (lambda d: d.update(headline_metric="f1"), "headline_metric: unknown metric 'f1'"),
         (
             lambda d: d.update(claims=[{"variant": "l1", "metric": "accuracy", "at_least": 86}]),
-            "claims.0.at_least: accuracy is a fraction from 0 to 1, so 86 can never be met (for 86% write 0.86)",
+            "claims.0.at_least: accuracy is a fraction from 0 to 1, so at_least 86 can never be met (for 86% write "
+            "0.86)",
+        ),
+        (
+            lambda d: d.update(claims=[{"variant": "l1", "metric": "accuracy", "at_most": 1.5}]),
+            "claims.0.at_most: accuracy is a fraction from 0 to 1, so at_most 1.5 always holds (for 1.5% write 0.015)",
+        ),
+        (
+            lambda d: d.update(claims=[{"variant": "l1", "metric": "accuracy", "at_least": -0.1}]),
+            "claims.0.at_least: accuracy is a fraction from 0 to 1, so at_least -0.1 always holds",
         ),
         (lambda d: d["training"].update(epochs=0), "training.epochs: Input should be greater than or equal to 1"),
         (lambda d: d["training"].update(batch_size=0), "training.batch_size: Input should be greater than or equal"),

@@ -63,6 +63,7 @@ def collect(store: Store) -> Collected:
         except (StoreCorrupt, ValidationError, KeyError, TypeError, ValueError) as error:
             experiments.append(ExperimentRuns(name, None, error=_reason(error)))
             continue
+        notes = manifest.get("report_notes")  # manifests written before it existed have none
         runs = []
         for variant, seed, job_id in planned:
             if job_id not in jobs:
@@ -75,7 +76,7 @@ def collect(store: Store) -> Collected:
                 spec_file=str(manifest.get("spec_file", "")),
                 planned=str(manifest.get("planned", "")),
                 options=dict(manifest.get("run") or {}),
-                notes=tuple(str(note) for note in manifest.get("report_notes") or ()),
+                notes=tuple(map(str, notes)) if isinstance(notes, list) else (),
                 runs=tuple(runs),
                 order=int(manifest.get("order", 1_000_000)),
             )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as distributions
+from scipy import stats
 
 from jobs.report import labels
 from jobs.report.collect import Collected, ExperimentRuns, Run
@@ -22,17 +22,19 @@ from jobs.words import count
 #: way, so the interval that agrees with the verdicts is the 90% confidence interval of the mean difference.
 LEVEL = 0.05
 
+NO_NOISE = "no seed-to-seed noise to test it against (do the seeds train differently?)"
+
 RULE = (
     "A comparison claim (A lower/higher than B) is tested on the paired difference A - B of the test metric, "
     "one pair per seed (both variants trained with that seed): confirmed when a one-sided paired t-test at "
     "the 5% level says the difference goes the claimed way (t >= the critical value for n - 1 degrees of "
     "freedom), refuted when it says the difference goes the other way, inconclusive otherwise. How much it "
-    "differs is the mean difference with its 90% confidence interval, the interval that agrees with those "
-    "verdicts: it lies wholly on the claimed side exactly when the claim is confirmed. Where every seed gives "
-    "the same difference there is no noise to test against, and the verdict is inconclusive. A threshold "
-    "claim (at least / at most) is confirmed when every seed meets the threshold, refuted when none does, "
-    "inconclusive when the seeds split. With one seed there is no estimate of the noise, so every claim is "
-    "inconclusive (one seed: not a test) and says which way that seed went; `--seeds N` trains N. A claim "
+    "differs is the mean difference with its 90% confidence interval, the interval that agrees with the "
+    "test: it lies wholly on the claimed side exactly when the test confirms the claim. Where every seed "
+    "gives the same difference there is no noise to test against, and the verdict is inconclusive. A "
+    "threshold claim (at least / at most) is confirmed when every seed meets the threshold, refuted when none "
+    "does, inconclusive when the seeds split. With one seed there is no estimate of the noise, so every claim "
+    "is inconclusive (one seed: not a test) and says which way that seed went; `--seeds N` trains N. A claim "
     "whose planned seeds did not all finish (failed, diverged, not yet run) is inconclusive, and says what "
     "the finished seeds alone show. An experiment is confirmed when every claim is, refuted when any claim "
     "is refuted, and inconclusive otherwise."
@@ -220,7 +222,7 @@ def claim_text(claim: Claim) -> str:
 
 def t_critical(n: int) -> float:
     """The one-sided critical t at :data:`LEVEL` for ``n`` >= 2 paired differences."""
-    return float(distributions.t.ppf(1 - LEVEL, n - 1))
+    return float(stats.t.ppf(1 - LEVEL, n - 1))
 
 
 def compare(
@@ -253,15 +255,12 @@ def compare(
         return Verdict(**base, verdict="inconclusive", reason=incomplete(reason, missing), mean=diffs[0])
     mean, std = statistics.fmean(diffs), statistics.stdev(diffs)
     numbers = {"mean": mean, "std": std}
-    if mean != 0 and std <= 1e-9 * abs(mean):  # the same difference in every seed, up to rounding
-        reason = (
-            f"every seed gave the same difference, {labels.num(mean)}: no seed-to-seed noise to test it against "
-            "(do the seeds train differently?)"
-        )
+    if std <= 1e-9 * abs(mean):  # the same difference in every seed, up to rounding (0 for identical results)
+        reason = f"every seed gave the same difference, {labels.num(mean)}: {NO_NOISE}"
         return Verdict(**base, **numbers, verdict="inconclusive", reason=incomplete(reason, missing))
     critical = t_critical(len(diffs))
     error = std / math.sqrt(len(diffs))
-    t = sign * mean / error if std else 0.0  # std 0 with mean 0: no difference at all
+    t = sign * mean / error
     verdict = "confirmed" if t >= critical else "refuted" if t <= -critical else "inconclusive"
     reason = (
         f"difference {labels.pm(mean, std)} over {len(diffs)} seeds, {agree} of {len(diffs)} the claimed way; "
@@ -399,18 +398,24 @@ def judge(runs: Sequence[Run], claim: Claim) -> Verdict:
     planned = len({r.seed for r in runs if r.variant in (claim.variant, claim.other)})
     if claim.other is not None:
         theirs = values_by_seed(runs, claim.other, claim.metric)
-        missing = unfinished(runs, claim.variant, mine) + unfinished(runs, claim.other, theirs)
+        missing = unfinished(runs, claim.variant, mine, claim.metric) + unfinished(
+            runs, claim.other, theirs, claim.metric
+        )
         return compare(claim, mine, theirs, missing, planned)
-    return threshold(claim, mine, unfinished(runs, claim.variant, mine), planned)
+    return threshold(claim, mine, unfinished(runs, claim.variant, mine, claim.metric), planned)
 
 
-def unfinished(runs: Sequence[Run], variant: str, values: dict[int, float]) -> list[str]:
+def unfinished(runs: Sequence[Run], variant: str, values: dict[int, float], metric: str) -> list[str]:
     """Each planned run of ``variant`` that gave no value to judge by: a failed, diverged or unfinished job,
-    or a finished one whose test metric is not finite. A verdict must not silently drop them: a technique
+    or a finished one without a finite test ``metric``. A verdict must not silently drop them: a technique
     that diverges on some seeds has not shown what the others do."""
     found = []
     for run in sorted((r for r in runs if r.variant == variant and r.seed not in values), key=lambda r: r.seed):
-        why = {"done": "test metric not finite", "missing": "never started"}.get(run.state, run.state)
+        if run.state == "done":
+            stored = metric in (run.result or {}).get("test", {})
+            why = f"test {labels.name(metric)} {'not finite' if stored else 'not recorded'}"
+        else:
+            why = "never started" if run.state == "missing" else run.state
         if run.state == "failed" and run.error.strip():  # a crash or a diverged loss: the reader must know which
             why += f": {_first_line(run.error)}"
         found.append(f"`{variant}` seed {run.seed} ({why})")
@@ -443,7 +448,7 @@ def answer(claim: Claim, variants: dict[str, VariantSummary], verdict: Verdict) 
         if verdict.t_toward_claim is not None:
             text += f"; {paired(verdict)}"
         elif n > 1:
-            text += f"; {verdict.reason}"
+            text += f"; every seed gave the same difference: {NO_NOISE}"
         return text + "."
     bound = f"≥ {claim.at_least:g}" if claim.at_least is not None else f"≤ {claim.at_most:g}"
     prefix = "One seed, not a test" if n == 1 else _YES_NO[verdict.verdict]
@@ -464,14 +469,13 @@ def _partial(verdict: Verdict) -> str:
 def paired(verdict: Verdict) -> str:
     """How big a compared difference is and whether it stands out of the seed-to-seed noise, in words."""
     n, t, critical = len(verdict.values), verdict.t_toward_claim, verdict.t_critical
-    low, high = verdict.interval if verdict.mean > 0 else (-verdict.interval[1], -verdict.interval[0])
-    size = (
-        f"{'lower' if verdict.mean < 0 else 'higher'} by {labels.num(abs(verdict.mean))} on average "
-        f"(90% confidence interval {labels.num(low)} to {labels.num(high)}; std across seeds "
-        f"{labels.num(verdict.std)})"
-    )
-    if verdict.mean == 0:
-        size = "no different on average"
+    # the interval of how much lower (or higher) A is, so that it reads in the words before it
+    low, high = verdict.interval if verdict.mean >= 0 else (-verdict.interval[1], -verdict.interval[0])
+    how_much = "no different on average (90% confidence interval of the difference"
+    if verdict.mean:
+        how_much = f"{'lower' if verdict.mean < 0 else 'higher'} by {labels.num(abs(verdict.mean))} on average "
+        how_much += "(90% confidence interval"
+    size = f"{how_much} {labels.num(low)} to {labels.num(high)}; std across seeds {labels.num(verdict.std)})"
     noise = {
         "confirmed": f"more than noise (t = {labels.num(t)} ≥ {critical:.3f})",
         "refuted": f"more than noise, the other way (t = {labels.num(t)} ≤ −{critical:.3f})",

@@ -204,8 +204,9 @@ def claims_csv_text(report: Report) -> str:
     the numbers behind it. ``per_seed``, ``mean`` and ``std`` are of
     the paired difference A - B for a comparison, of A's value for a threshold; ``t_toward_claim`` is
     positive where the difference goes the claimed way (so a "lower than" claim with a negative mean has a
-    positive t), and confirms the claim at ``t_critical`` or above, exactly when the 90% confidence interval
-    of the mean difference (``interval_90_low`` to ``interval_90_high``) lies wholly on the claimed side."""
+    positive t), and the test confirms the claim at ``t_critical`` or above, exactly when the 90% confidence
+    interval of the mean difference (``interval_90_low`` to ``interval_90_high``) lies wholly on the claimed
+    side (the verdict is still inconclusive where planned seeds have no result)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, CLAIM_COLUMNS, lineterminator="\n")
     writer.writeheader()
