@@ -224,7 +224,7 @@ def test_a_run_that_leaves_finished_jobs_out_of_the_report_says_so(capsys, in_ro
     assert "notice" not in capsys.readouterr().out  # the same jobs as the run before
     assert main(["report", "--results", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
     batchnorm = (tmp_path / "report" / "summary.md").read_text().split("## batchnorm")[1]
-    assert f"**Left out.** {left_out.removeprefix('notice: ')}" in batchnorm  # the report keeps saying so
+    assert f"**Left out.** T{left_out.removeprefix('notice: batchnorm: t')}" in batchnorm  # the report says so too
     assert main([*run, "--max-epochs", "1", "--in-process"]) == 0  # other settings: other jobs, no --seeds tip
     out = capsys.readouterr().out
     assert "notice: batchnorm: the report leaves out 2 finished jobs of the run before" in out, out
