@@ -154,7 +154,8 @@ def still_left_out(store: Store, planned: dict) -> list[str]:
     try:
         before = store.read_experiment(planned["experiment"]["name"])
         same = {j["job_id"] for j in before["jobs"]} == {j["job_id"] for j in planned["jobs"]}
-        return [str(note) for note in before.get("report_notes") or ()] if same else []
+        notes = before.get("report_notes")
+        return [str(note) for note in notes] if same and isinstance(notes, list) else []
     except (StoreCorrupt, KeyError, TypeError):
         return []
 
