@@ -17,6 +17,9 @@ from report_fixtures import curves, finish, fixture_id, golden_store, imdb_exper
 
 from jobs.cli import main
 from jobs.report import build, labels, write_report
+from jobs.report.collect import ExperimentRuns, Run
+from jobs.report.document import variant_table
+from jobs.report.reduce import summarise_experiment
 from jobs.store import Store
 
 OUTPUTS = {"index.html", "summary.md", "summary.csv", "claims.csv", "summary.json"}
@@ -373,3 +376,14 @@ def test_the_run_section_names_hardware_not_the_worker_processes(tmp_path):
     md = write_report(store, tmp_path / "out")["summary.md"].read_text()
     hardware = next(line for line in md.splitlines() if line.startswith("- Hardware: "))
     assert "device: CPU" in hardware and "pid" not in hardware and "jobs_in_process" not in hardware
+
+
+def test_a_test_metric_missing_for_some_finished_seed_shows_how_many_it_is_over():
+    experiment = imdb_experiment("reg", {"basic": {}}, [], seeds=3)
+    losses = (0.5, float("nan"), 0.7)
+    runs = tuple(
+        Run("basic", seed, f"basic{seed}", "done", result={"test": {"loss": loss, "accuracy": 0.7}})
+        for seed, loss in enumerate(losses)
+    )
+    (row,) = variant_table(summarise_experiment(ExperimentRuns("reg", experiment, runs=runs))).rows
+    assert "0.6000 ± 0.1414 (n = 2)" in row and "0.7000 ± 0.0000" in row  # accuracy: all three seeds

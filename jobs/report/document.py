@@ -270,7 +270,7 @@ def variant_table(summary: ExperimentSummary) -> Table:
 def _variant_row(v: VariantSummary, metrics: list[str], course_printed: bool) -> tuple[str, ...]:
     epochs = f"**{v.epochs} of {v.requested_epochs} (capped)**" if v.capped else str(v.epochs)
     seeds = str(v.seeds_done) if v.seeds_done == v.seeds_planned else f"{v.seeds_done} of {v.seeds_planned}"
-    tests = tuple(v.test[m].text() if v.test.get(m) else "-" for m in metrics)
+    tests = tuple(_test_cell(v, m) for m in metrics)
     printed = ", ".join(f"{labels.name(m)} {labels.printed(x)}" for m, x in v.seed_printed.items()) or "-"
     best = f"{v.best_epoch} ({labels.num(v.best_value)})" if v.best_epoch else "-"
     time = labels.seconds(v.training_s.mean, v.training_s.std) if v.training_s else "-"
@@ -289,6 +289,14 @@ def _variant_row(v: VariantSummary, metrics: list[str], course_printed: bool) ->
         time,
         ", ".join(v.devices) or "-",
     )
+
+
+def _test_cell(v: VariantSummary, metric: str) -> str:
+    """A test metric across seeds, with its count where a finished seed has no finite value for it."""
+    found = v.test.get(metric)
+    if found is None:
+        return "-"
+    return found.text() + (f" (n = {found.n})" if found.n < v.seeds_done else "")
 
 
 def _claim(verdict: Verdict) -> str:
