@@ -387,3 +387,19 @@ def test_a_test_metric_missing_for_some_finished_seed_shows_how_many_it_is_over(
     )
     (row,) = variant_table(summarise_experiment(ExperimentRuns("reg", experiment, runs=runs))).rows
     assert "0.6000 ± 0.1414 (n = 2)" in row and "0.7000 ± 0.0000" in row  # accuracy: all three seeds
+
+
+def test_a_run_into_a_bucket_leaves_its_report_in_the_bucket(in_root, capsys):
+    """`regimen run --results s3://...` on a cluster (here fsspec's memory://): the report lands beside
+    the results, where whoever reads the bucket finds it."""
+    uri = "memory://regimen-run-report-test/results"
+    store = Store(uri)
+    try:
+        run = ["run", "specs/dropout.yaml", "--synthetic", "--max-epochs", "1", "--in-process", "--results", uri]
+        assert main(run) == 0
+        assert f"report: {store.uri_of('report', 'index.html')}" in capsys.readouterr().out
+        summary = store.fs.cat_file(store.path("report", "summary.md")).decode()
+        assert "## dropout: Dropout" in summary and "One seed, not a test" in summary
+        assert store.fs.exists(store.path("report", "figures", "dropout.png"))
+    finally:  # fsspec's memory filesystem lives as long as the test process
+        store.fs.rm(store.root, recursive=True)
