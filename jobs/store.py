@@ -307,10 +307,14 @@ class JobRecord:
 
     def interrupt(self) -> None:
         """Mark a job whose run stopped before it finished (Ctrl-C, SIGTERM): its epochs and checkpoint
-        stay, and the next run resumes it. A finished job being trained again stays done."""
+        stay, and the next run resumes it. A finished job being trained again (``--force``) stays done, and
+        its new attempt is dropped, as a failed one is: nothing resumes it (a plain rerun keeps the result,
+        ``--force`` starts over)."""
         status = self.status() or {}
         if status.get("state") == "running":
             self.store.write_json(self.file("status.json"), {**status, "state": "interrupted", "updated": now()})
+        elif self.is_done():
+            self._drop_attempt()
 
     def finish(self, history: dict, result: dict, log: str) -> None:
         """Store a finished job; the status flips to done last, so a crash leaves it unfinished. A result
