@@ -601,16 +601,14 @@ def run_info(collected: Collected) -> RunInfo:
     )
 
 
-def capped(summaries: Sequence[ExperimentSummary], entries: Sequence[ExperimentRuns]) -> tuple[str, ...]:
-    """Every variant trained for fewer epochs than its spec asks, found in results or in the run options."""
-    found = []
-    for summary, entry in zip(summaries, entries, strict=True):
-        cap = (entry.options or {}).get("max_epochs")
-        for v in summary.variants:
-            epochs = min(v.epochs, cap or v.epochs)
-            if epochs < v.requested_epochs:
-                found.append(f"{summary.name}/{v.name}: {epochs} of {count(v.requested_epochs, 'epoch')}")
-    return tuple(found)
+def capped(summaries: Sequence[ExperimentSummary]) -> tuple[str, ...]:
+    """Every variant trained (or to train, under the run's --max-epochs) for fewer epochs than its spec asks."""
+    return tuple(
+        f"{s.name}/{v.name}: {v.epochs} of {count(v.requested_epochs, 'epoch')}"
+        for s in summaries
+        for v in s.variants
+        if v.capped
+    )
 
 
 def reduce(collected: Collected) -> Report:
@@ -619,7 +617,7 @@ def reduce(collected: Collected) -> Report:
     info = run_info(collected)
     synthetic = any(s.synthetic for s in summaries) or any(d.synthetic for d in info.data)
     many = many_claims([v for s in summaries for v in s.verdicts])
-    return Report(info, summaries, problems(entries), synthetic, capped(summaries, entries), many_claims=many)
+    return Report(info, summaries, problems(entries), synthetic, capped(summaries), many_claims=many)
 
 
 def many_claims(verdicts: Sequence[Verdict]) -> str:
