@@ -114,18 +114,20 @@ def pending_jobs(jobs: list[Job], store: Store, force: bool) -> Pending:
     return to_run, finished, kept, unreadable
 
 
-def replaced_in_report(store: Store, planned: dict) -> list[str]:
-    """Notices of what this run's plan for an experiment (``planned``, its manifest) takes out of the
-    report, which follows each experiment's latest run: an experiment of the same name planned from
-    another spec file, and finished jobs the run before planned that this one does not (they stay stored;
-    where they are only the run before's extra seeds, it says how to report them again)."""
+def replaced_in_report(store: Store, planned: dict) -> tuple[list[str], list[str]]:
+    """(notices, the report's notes) of what this run's plan for an experiment (``planned``, its manifest)
+    takes out of the report, which follows each experiment's latest run: an experiment of the same name
+    planned from another spec file, and finished jobs the run before planned that this one does not (they
+    stay stored; where they are only the run before's extra seeds, it says how to report them again). A
+    rerun of the very same plan notices nothing new, and the report keeps the notes of the run before: it
+    still leaves out what that one did."""
     name = planned["experiment"]["name"]
     try:
         before = store.read_experiment(name)
         uses_before = {(j["variant"], j["seed"]): j["job_id"] for j in before["jobs"]}
         seeds_before = int(before["run"]["seeds"])
     except (StoreCorrupt, KeyError, TypeError, ValueError):  # no readable manifest before: nothing to compare
-        return []
+        return [], []
     notices = []
     path_before = before.get("spec_path")  # manifests written before spec_path existed: not compared
     if path_before and path_before != planned["spec_path"]:
@@ -145,19 +147,11 @@ def replaced_in_report(store: Store, planned: dict) -> list[str]:
         if same_settings and all(seed >= planned["run"]["seeds"] for _, seed in left_out):
             notice += f"; they are seeds this run does not plan: --seeds {seeds_before} reports them again"
         notices.append(notice)
-    return notices
-
-
-def still_left_out(store: Store, planned: dict) -> list[str]:
-    """What the run before left out of the report, where this run plans the very same jobs: a rerun of the
-    same command must not make the report forget the results it leaves out."""
-    try:
-        before = store.read_experiment(planned["experiment"]["name"])
-        same = {j["job_id"] for j in before["jobs"]} == {j["job_id"] for j in planned["jobs"]}
-        notes = before.get("report_notes")
-        return [str(note) for note in notes] if same and isinstance(notes, list) else []
-    except (StoreCorrupt, KeyError, TypeError):
-        return []
+    if notices:
+        return notices, notices
+    kept = before.get("report_notes")  # manifests written before it existed have none
+    same_plan = set(uses_before.values()) == planned_ids
+    return [], [str(note) for note in kept] if same_plan and isinstance(kept, list) else []
 
 
 def locate_datasets(jobs: list[Job], data_dir: Path | None) -> dict[str, tuple]:
@@ -426,9 +420,8 @@ def _execute(
         datasets = read_datasets(located)
     for order, loaded in enumerate(experiments):
         planned = manifest(loaded, order, jobs, options)
-        notices = replaced_in_report(store, planned)
+        notices, planned["report_notes"] = replaced_in_report(store, planned)  # the report says so too
         summary.notices += notices
-        planned["report_notes"] = notices or still_left_out(store, planned)  # the report says so too
         store.write_experiment(loaded.experiment.name, planned)
     for notice in summary.notices:
         console.print(f"notice: {notice}", markup=False)
