@@ -17,6 +17,7 @@ from jobs.report.reduce import (
     compare,
     curve,
     generalisation_gap,
+    incomplete,
     judge,
     many_claims,
     stat,
@@ -172,14 +173,14 @@ def test_the_interval_lies_on_the_claimed_side_exactly_when_the_claim_is_confirm
 
 def test_a_verdict_missing_planned_seeds_is_inconclusive_and_says_what_the_finished_ones_show():
     missing = ["`l1` seed 2 (failed: diverged at epoch 3: loss is nan)"]
-    v = compare(LOWER, {0: 0.57, 1: 0.59}, {0: 0.63, 1: 0.64, 2: 0.62}, missing, planned=3)
+    v = incomplete(compare(LOWER, {0: 0.57, 1: 0.59}, {0: 0.63, 1: 0.64, 2: 0.62}), missing, planned=3)
     assert v.verdict == "inconclusive" and v.t_toward_claim > v.t_critical  # the two finished seeds agree
     assert "the finished seeds alone would have it confirmed" in v.reason
     assert v.reason.endswith("; without 1 planned run: `l1` seed 2 (failed: diverged at epoch 3: loss is nan)")
     at_least = Claim(variant="develop", metric="accuracy", at_least=0.86)
-    met = threshold(at_least, {0: 0.87, 1: 0.88}, ["`develop` seed 2 (never started)"], planned=3)
+    met = incomplete(threshold(at_least, {0: 0.87, 1: 0.88}), ["`develop` seed 2 (never started)"], planned=3)
     assert met.verdict == "inconclusive" and "would have it confirmed" in met.reason
-    assert threshold(at_least, {0: 0.87, 1: 0.88}, [], planned=2).verdict == "confirmed"
+    assert incomplete(threshold(at_least, {0: 0.87, 1: 0.88}), [], planned=2).verdict == "confirmed"
 
 
 def test_judge_names_every_planned_run_without_a_value_and_why():

@@ -5,6 +5,7 @@ Only finished (``done``) runs contribute numbers; every other run is listed as a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Sequence
@@ -225,12 +226,8 @@ def t_critical(n: int) -> float:
     return float(stats.t.ppf(1 - LEVEL, n - 1))
 
 
-def compare(
-    claim: Claim, a: dict[int, float], b: dict[int, float], missing: Sequence[str] = (), planned: int = 0
-) -> Verdict:
-    """Verdict on ``claim.variant`` lower/higher than ``claim.other`` from the per-seed values of both;
-    ``missing`` names the planned runs of either variant that have no value (see :func:`unfinished`), out
-    of ``planned`` seeds."""
+def compare(claim: Claim, a: dict[int, float], b: dict[int, float]) -> Verdict:
+    """Verdict on ``claim.variant`` lower/higher than ``claim.other`` from the per-seed values of both."""
     seeds = tuple(sorted(set(a) & set(b)))
     diffs = tuple(a[s] - b[s] for s in seeds)
     sign = -1.0 if claim.lower_than else 1.0  # sign * diff > 0 goes the claimed way
@@ -244,20 +241,19 @@ def compare(
         "agree": agree,
         "a": stat([a[s] for s in seeds]),
         "b": stat([b[s] for s in seeds]),
-        "missing": tuple(missing),
-        "planned": max(planned, len(seeds)),
+        "planned": len(seeds),
     }
     if not diffs:
-        return Verdict(**base, verdict="inconclusive", reason=incomplete("no seed has both variants finished", missing))
+        return Verdict(**base, verdict="inconclusive", reason="no seed has both variants finished")
     if len(diffs) == 1:
         went = "the claimed way" if agree else ("the other way" if diffs[0] != 0 else "neither way (no difference)")
         reason = f"one seed: not a test; that seed went {went} (difference {labels.num(diffs[0])})"
-        return Verdict(**base, verdict="inconclusive", reason=incomplete(reason, missing), mean=diffs[0])
+        return Verdict(**base, verdict="inconclusive", reason=reason, mean=diffs[0])
     mean, std = statistics.fmean(diffs), statistics.stdev(diffs)
     numbers = {"mean": mean, "std": std}
     if std <= 1e-9 * abs(mean):  # the same difference in every seed, up to rounding (0 for identical results)
         reason = f"every seed gave the same difference, {labels.num(mean)}: {NO_NOISE}"
-        return Verdict(**base, **numbers, verdict="inconclusive", reason=incomplete(reason, missing))
+        return Verdict(**base, **numbers, verdict="inconclusive", reason=reason)
     critical = t_critical(len(diffs))
     error = std / math.sqrt(len(diffs))
     t = sign * mean / error
@@ -266,20 +262,18 @@ def compare(
         f"difference {labels.pm(mean, std)} over {len(diffs)} seeds, {agree} of {len(diffs)} the claimed way; "
         f"t = {labels.num(t)} vs critical {critical:.3f}"
     )
-    if missing and verdict != "inconclusive":
-        reason, verdict = f"{reason}; the finished seeds alone would have it {verdict}", "inconclusive"
     return Verdict(
         **base,
         **numbers,
         verdict=verdict,
-        reason=incomplete(reason, missing),
+        reason=reason,
         t_toward_claim=t,
         t_critical=critical,
         interval=(mean - critical * error, mean + critical * error),
     )
 
 
-def threshold(claim: Claim, values: dict[int, float], missing: Sequence[str] = (), planned: int = 0) -> Verdict:
+def threshold(claim: Claim, values: dict[int, float]) -> Verdict:
     """Verdict on ``claim.variant`` reaching ``at_least`` or staying ``at_most``, seed by seed."""
     seeds = tuple(sorted(values))
     per_seed = tuple(values[s] for s in seeds)
@@ -297,26 +291,29 @@ def threshold(claim: Claim, values: dict[int, float], missing: Sequence[str] = (
         "values": per_seed,
         "agree": agree,
         "a": s,
-        "missing": tuple(missing),
-        "planned": max(planned, n),
+        "planned": n,
     }
     if not n:
-        return Verdict(**base, verdict="inconclusive", reason=incomplete("no seed finished", missing))
+        return Verdict(**base, verdict="inconclusive", reason="no seed finished")
     if n == 1:  # a seed that met it shows the variant can, one that missed that it does not always: not a test
         reason = f"one seed: not a test; that seed {'met' if agree else 'missed'} it (value {s.text()})"
-        return Verdict(**base, verdict="inconclusive", reason=incomplete(reason, missing), mean=s.mean)
+        return Verdict(**base, verdict="inconclusive", reason=reason, mean=s.mean)
     verdict = "confirmed" if agree == n else "refuted" if agree == 0 else "inconclusive"
     reason = f"met by {agree} of {count(n, 'seed')} (value {s.text()})"
-    if missing and verdict != "inconclusive":
-        reason, verdict = f"{reason}; the finished seeds alone would have it {verdict}", "inconclusive"
-    return Verdict(**base, verdict=verdict, reason=incomplete(reason, missing), mean=s.mean, std=s.std)
+    return Verdict(**base, verdict=verdict, reason=reason, mean=s.mean, std=s.std)
 
 
-def incomplete(reason: str, missing: Sequence[str]) -> str:
-    """``reason``, followed by the planned runs it could not include."""
+def incomplete(verdict: Verdict, missing: Sequence[str], planned: int) -> Verdict:
+    """``verdict`` where ``missing`` names the planned runs without a value (see :func:`unfinished`), out
+    of ``planned`` seeds: inconclusive, whatever the finished seeds alone show, and saying which runs."""
+    planned = max(planned, verdict.planned)
     if not missing:
-        return reason
-    return f"{reason}; without {count(len(missing), 'planned run')}: {', '.join(missing)}"
+        return dataclasses.replace(verdict, planned=planned)
+    reason = verdict.reason
+    if verdict.verdict != "inconclusive":
+        reason += f"; the finished seeds alone would have it {verdict.verdict}"
+    reason += f"; without {count(len(missing), 'planned run')}: {', '.join(missing)}"
+    return dataclasses.replace(verdict, verdict="inconclusive", reason=reason, missing=tuple(missing), planned=planned)
 
 
 def combined(verdicts: Sequence[Verdict]) -> str:
@@ -401,8 +398,8 @@ def judge(runs: Sequence[Run], claim: Claim) -> Verdict:
         missing = unfinished(runs, claim.variant, mine, claim.metric) + unfinished(
             runs, claim.other, theirs, claim.metric
         )
-        return compare(claim, mine, theirs, missing, planned)
-    return threshold(claim, mine, unfinished(runs, claim.variant, mine, claim.metric), planned)
+        return incomplete(compare(claim, mine, theirs), missing, planned)
+    return incomplete(threshold(claim, mine), unfinished(runs, claim.variant, mine, claim.metric), planned)
 
 
 def unfinished(runs: Sequence[Run], variant: str, values: dict[int, float], metric: str) -> list[str]:
