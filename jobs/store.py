@@ -177,10 +177,13 @@ class JobRecord:
         return self.store.uri_of("jobs", self.id, "log.txt")
 
     def status(self) -> dict | None:
+        """The job's status.json; None before the job started; ``{"state": "corrupt"}`` where it is not a
+        readable JSON object."""
         try:
-            return self.store.read_json(self.file("status.json"))
+            status = self.store.read_json(self.file("status.json"))
         except StoreCorrupt:
             return {"state": "corrupt"}
+        return status if status is None or isinstance(status, dict) else {"state": "corrupt"}
 
     def result(self) -> dict | None:
         return self.store.read_json(self.file("result.json"))
@@ -239,6 +242,9 @@ class JobRecord:
             status = self.store.read_json(self.file("status.json")) or {}
         except StoreCorrupt as error:
             return "corrupt", {}, str(error), None, None
+        if not isinstance(status, dict):
+            why = f"{self.store.uri_of('jobs', self.id, 'status.json')} is not a JSON object"
+            return "corrupt", {}, why, None, None
         state = status.get("state", "missing")
         if state != "done":
             return state, status, None, None, None
@@ -252,7 +258,7 @@ class JobRecord:
             result, history = self.result(), self.history()
         except StoreCorrupt as error:
             return None, None, str(error)
-        if not isinstance((result or {}).get("test"), dict):
+        if not (isinstance(result, dict) and isinstance(result.get("test"), dict)):
             return None, None, f"{self.store.uri_of('jobs', self.id, 'result.json')} is missing or has no test metrics"
         per_epoch = isinstance(history, dict) and all(isinstance(v, list) and v for v in history.values())
         if not (per_epoch and history):

@@ -287,6 +287,10 @@ def test_corrupt_entries_are_listed_not_fatal(tmp_path):
     store.write_bytes(store.job(ids["other", 1]).file("history.json"), b"[1, 2")
     store.write_bytes(store.experiment_path("broken"), b"{")
     store.write_experiment("invalid", {"experiment": {"name": "invalid"}, "jobs": []})
+    store.write_experiment("listed", [experiment.model_dump(mode="json")])
+    valid = {"experiment": experiment.model_dump(mode="json"), "jobs": []}
+    store.write_experiment("unordered", {**valid, "order": None})
+    store.write_experiment("optionless", {**valid, "run": [1]})
     store.write_experiment(
         "badid",
         {"experiment": experiment.model_dump(mode="json"), "jobs": [{"variant": "basic", "seed": 0, "job_id": "../x"}]},
@@ -299,6 +303,8 @@ def test_corrupt_entries_are_listed_not_fatal(tmp_path):
     assert ("bad/other/s1", "corrupt") in states
     assert ("broken (manifest)", "corrupt") in states
     assert ("invalid (manifest)", "corrupt") in states
+    assert {("listed (manifest)", "corrupt"), ("unordered (manifest)", "corrupt")} <= states
+    assert ("optionless (manifest)", "corrupt") in states
     assert ("badid/basic/s0", "corrupt") in states
     detail = next(p.error for p in report.problems if p.uses[0] == "bad/basic/s1")
     assert "result.json: not valid JSON" in detail

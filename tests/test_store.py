@@ -115,6 +115,19 @@ def test_corrupt_entries_are_not_finished_and_are_named(tmp_path):
         record.result()
     (tmp_path / "jobs" / JOB / "status.json").write_text("garbage")
     assert record.status() == {"state": "corrupt"} and not record.is_done()
+    (tmp_path / "jobs" / JOB / "status.json").write_text('["done"]')  # valid JSON, not an object
+    assert record.status() == {"state": "corrupt"} and record.attempts() == 0
+    state, _, why = record.state()
+    assert state == "corrupt" and f"jobs/{JOB}/status.json is not a JSON object" in why
+
+
+def test_a_result_that_is_not_a_json_object_is_corrupt(tmp_path):
+    record = Store(str(tmp_path)).job(JOB)
+    record.start({})
+    record.finish({"loss": [0.7]}, {"test": {"loss": 0.7}}, "")
+    (tmp_path / "jobs" / JOB / "result.json").write_text("[1, 2]")
+    state, _, why = record.state()
+    assert state == "corrupt" and f"jobs/{JOB}/result.json is missing or has no test metrics" in why
 
 
 def test_a_folder_without_a_result_is_not_finished(tmp_path):

@@ -6,7 +6,7 @@ carrying the reason, so that one broken file costs one row of the report, not th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
 
@@ -58,29 +58,29 @@ def collect(store: Store) -> Collected:
     for name in store.experiment_names():
         try:
             manifest = store.read_experiment(name) or {}
+            if not isinstance(manifest, dict):
+                raise ValueError(f"manifest is a JSON {type(manifest).__name__}, not an object")
             experiment = Experiment.model_validate(manifest["experiment"])
             planned = [(str(j["variant"]), int(j["seed"]), str(j["job_id"])) for j in manifest.get("jobs", [])]
-        except (StoreCorrupt, ValidationError, KeyError, TypeError, ValueError) as error:
-            experiments.append(ExperimentRuns(name, None, error=_reason(error)))
-            continue
-        notes = manifest.get("report_notes")  # manifests written before it existed have none
-        runs = []
-        for variant, seed, job_id in planned:
-            if job_id not in jobs:
-                jobs[job_id] = _read_job(store, job_id)
-            runs.append(Run(variant, seed, job_id, *jobs[job_id]))
-        experiments.append(
-            ExperimentRuns(
+            notes = manifest.get("report_notes")  # manifests written before it existed have none
+            entry = ExperimentRuns(
                 name,
                 experiment,
                 spec_file=str(manifest.get("spec_file", "")),
                 planned=str(manifest.get("planned", "")),
                 options=dict(manifest.get("run") or {}),
                 notes=tuple(map(str, notes)) if isinstance(notes, list) else (),
-                runs=tuple(runs),
                 order=int(manifest.get("order", 1_000_000)),
             )
-        )
+        except (StoreCorrupt, ValidationError, KeyError, TypeError, ValueError) as error:
+            experiments.append(ExperimentRuns(name, None, error=_reason(error)))
+            continue
+        runs = []
+        for variant, seed, job_id in planned:
+            if job_id not in jobs:
+                jobs[job_id] = _read_job(store, job_id)
+            runs.append(Run(variant, seed, job_id, *jobs[job_id]))
+        experiments.append(replace(entry, runs=tuple(runs)))
     return Collected(store.uri, tuple(sorted(experiments, key=lambda e: (e.order, e.name))))
 
 
