@@ -28,7 +28,7 @@ from jobs.loading import LoadedExperiment
 from jobs.plan import Job, data_key, expand, seeds_of
 from jobs.progress import Progress
 from jobs.resources import check
-from jobs.store import JobRecord, Store, StoreCorrupt, now, one_line_error
+from jobs.store import JobRecord, Store, StoreCorrupt, StoreUnavailable, now, one_line_error
 from jobs.words import count
 
 #: The last line of every refusal: a refused run writes and trains nothing.
@@ -41,6 +41,23 @@ class RunRefused(Exception):
     def __init__(self, lines: list[str]):
         super().__init__("\n".join(lines))
         self.lines = lines
+
+
+class StoreFailed(StoreUnavailable):
+    """A write to the results store failed during the run (disk full, permissions, a bucket's outage): the
+    run stops as Ctrl-C stops it, keeping what the store already holds."""
+
+
+@contextlib.contextmanager
+def writing(store: Store, what: str):
+    """Turns a failed store write of ``what`` into :class:`StoreFailed`, one line saying what to do."""
+    try:
+        yield
+    except Exception as error:
+        raise StoreFailed(
+            f"results store {store.uri_of()}: cannot write {what} ({one_line_error(error)}); the run stopped, and "
+            "the jobs it stored before are kept: run the same command again to resume once the store can be written"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -126,6 +143,8 @@ def replaced_in_report(store: Store, planned: dict) -> tuple[list[str], list[str
         before = store.read_experiment(name)
         uses_before = {(j["variant"], j["seed"]): j["job_id"] for j in before["jobs"]}
         seeds_before = int(before["run"]["seeds"])
+        planned_ids = {j["job_id"] for j in planned["jobs"]}
+        left_out = [use for use, job in uses_before.items() if job not in planned_ids and store.job(job).is_done()]
     except (StoreCorrupt, KeyError, TypeError, ValueError):  # no readable manifest before: nothing to compare
         return [], []
     notices = []
@@ -135,14 +154,12 @@ def replaced_in_report(store: Store, planned: dict) -> tuple[list[str], list[str
             f"{name}: planned from {planned['spec_file']}, which replaces in the report the experiment of the same "
             f"name planned from {path_before} (a store keys experiments by name: rename one to keep both)"
         )
-    uses_now = {(j["variant"], j["seed"]): j["job_id"] for j in planned["jobs"]}
-    planned_ids = set(uses_now.values())
-    left_out = [use for use, job_id in uses_before.items() if job_id not in planned_ids and store.job(job_id).is_done()]
     if left_out:
         notice = (
             f"{name}: the report leaves out {count(len(left_out), 'finished job')} of the run before, not in "
             "this run's plan (they stay stored)"
         )
+        uses_now = {(j["variant"], j["seed"]): j["job_id"] for j in planned["jobs"]}
         same_settings = all(uses_before.get(use, job_id) == job_id for use, job_id in uses_now.items())
         if same_settings and all(seed >= planned["run"]["seeds"] for _, seed in left_out):
             notice += f"; they are seeds this run does not plan: --seeds {seeds_before} reports them again"
@@ -422,7 +439,8 @@ def _execute(
         planned = manifest(loaded, order, jobs, options)
         notices, planned["report_notes"] = replaced_in_report(store, planned)  # the report says so too
         summary.notices += notices
-        store.write_experiment(loaded.experiment.name, planned)
+        with writing(store, f"the manifest of {loaded.experiment.name}"):
+            store.write_experiment(loaded.experiment.name, planned)
     for notice in summary.notices:
         console.print(f"notice: {notice}", markup=False)
     if not to_run:
@@ -431,27 +449,30 @@ def _execute(
     try:
         for job in to_run:
             record = store.job(job.id)
-            if options.force:
-                record.restart()
-            record.start(job.describe())
+            with writing(store, f"the status of {job.label}"):
+                if options.force:
+                    record.restart()
+                record.start(job.describe())
             started.append(job)
         with Progress(to_run, summary.skipped, console) as progress:
             outcomes = executor.run(to_run, datasets, store.uri_of(), progress.refresh)
             del datasets  # the executor owns them now: Ray keeps them in its object store, not twice here
             for outcome in outcomes:
-                persist(store, outcome)
+                with writing(store, f"the outcome of {outcome.job.label}"):
+                    persist(store, outcome)
                 delivered.add(outcome.job.id)
                 progress.finished(outcome)
                 if outcome.failure is None:
                     summary.finished.append(outcome.job)
                 else:
                     summary.failed.append((outcome.job, outcome.failure.reason))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StoreFailed):
         with stop_signals_ignored():  # a second Ctrl-C here would leave jobs running and Ray's processes behind
             executor.cancel()
             for job in started:
                 if job.id not in delivered:
-                    store.job(job.id).interrupt()
+                    with contextlib.suppress(Exception):  # best effort: the store may be what stopped the run
+                        store.job(job.id).interrupt()
         raise
     return summary
 

@@ -231,6 +231,45 @@ def test_a_run_that_leaves_finished_jobs_out_of_the_report_says_so(capsys, in_ro
     assert "--seeds" not in out, out
 
 
+def test_a_run_over_a_garbled_manifest_of_the_run_before_plans_afresh(capsys, in_root, tmp_path):
+    from report_fixtures import suite_store
+
+    from jobs.store import Store
+
+    suite_store(tmp_path, seeds=1)
+    store = Store(str(tmp_path))
+    garbled = {**store.read_experiment("batchnorm"), "jobs": [{"variant": "bn", "seed": 0, "job_id": "../x"}]}
+    store.write_experiment("batchnorm", garbled)
+    run = ["run", "specs/batchnorm.yaml", "--synthetic", "--results", str(tmp_path), "--no-report"]
+    assert main(run) == 0
+    assert "2 jobs: 0 trained, 2 already stored" in capsys.readouterr().out
+    assert [j["job_id"] for j in store.read_experiment("batchnorm")["jobs"]] != ["../x"]  # planned afresh
+
+
+def test_a_store_that_fails_mid_run_stops_it_in_one_line_keeping_what_finished(capsys, in_root, tmp_path, monkeypatch):
+    from jobs.store import JobRecord, Store
+
+    finish, finished = JobRecord.finish, []
+
+    def disk_full_after_one(record, *args):
+        if finished:
+            raise OSError(28, "No space left on device")
+        finish(record, *args)
+        finished.append(record.id)
+
+    monkeypatch.setattr(JobRecord, "finish", disk_full_after_one)
+    run = ["run", "specs/dropout.yaml", "--synthetic", "--max-epochs", "1", "--in-process", "--results", str(tmp_path)]
+    assert main(run) == 2
+    out = capsys.readouterr().out
+    assert f"results store {tmp_path}: cannot write the outcome of dropout/" in out, out
+    assert "(OSError: [Errno 28] No space left on device); the run stopped, and the jobs it stored before" in out
+    states = {job: Store(str(tmp_path)).job(job).state()[0] for job in Store(str(tmp_path)).job_ids()}
+    assert sorted(states.values()) == ["done", "interrupted"] and states[finished[0]] == "done"
+    monkeypatch.setattr(JobRecord, "finish", finish)
+    assert main([*run, "--no-report"]) == 0
+    assert "2 jobs: 1 trained, 1 already stored" in capsys.readouterr().out
+
+
 def test_a_storage_librarys_retries_are_one_line_each_without_their_traceback(capsys):
     storage_logs_in_one_line()
     storage_logs_in_one_line()  # main() runs it every time: still one line per record
