@@ -63,8 +63,8 @@ def process_env(job: Job) -> dict[str, str]:
     if job.backend == "tensorflow":
         env["REGIMEN_THREADS"] = str(threads_for(resources.num_cpus))
     if resources.num_gpus > 0:
-        capped = resources.num_gpus < 1 and resources.gpu_memory_mb  # a whole GPU is never capped
-        env["REGIMEN_GPU_SHARE"] = f"{resources.num_gpus:g} GPU" + (f", {resources.gpu_memory_mb} MB" if capped else "")
+        cap = resources.memory_cap_mb
+        env["REGIMEN_GPU_SHARE"] = f"{resources.num_gpus:g} GPU" + (f", {cap} MB" if cap else "")
     return env
 
 

@@ -232,6 +232,12 @@ class Resources(Strict):
             raise ValueError("above 1, Ray gives whole GPUs only")
         return value
 
+    @property
+    def memory_cap_mb(self) -> int | None:
+        """The GPU memory the job's backend is capped at: ``gpu_memory_mb`` for a share of a GPU; None for a
+        whole GPU, whose memory grows as the job needs it, and for none."""
+        return self.gpu_memory_mb if 0 < self.num_gpus < 1 else None
+
     @model_validator(mode="after")
     def _shared_gpu_is_capped(self) -> Resources:
         if 0 < self.num_gpus < 1 and self.gpu_memory_mb is None:

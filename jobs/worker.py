@@ -77,10 +77,11 @@ class Superseded(Exception):
 _gpus_set_up: str | None = None
 
 
-def configure_backend(backend: str, threads: int, num_gpus: float, gpu_memory_mb: int | None) -> dict:
-    """Select Keras' backend for this process and configure it for the job's resources; returns what was
-    set. Must run before Keras is imported: a process keeps the backend of its first job, so Ray reuses a
-    process only for jobs with the same backend (``executors.RayExecutor``)."""
+def configure_backend(backend: str, threads: int, num_gpus: float, memory_cap_mb: int | None) -> dict:
+    """Select Keras' backend for this process and configure it for the job's resources (``memory_cap_mb``:
+    ``Resources.memory_cap_mb``); returns what was set. Must run before Keras is imported: a process keeps
+    the backend of its first job, so Ray reuses a process only for jobs with the same backend
+    (``executors.RayExecutor``)."""
     global _gpus_set_up
     keras = sys.modules.get("keras")
     if keras is not None and keras.backend.backend() != backend:
@@ -96,15 +97,15 @@ def configure_backend(backend: str, threads: int, num_gpus: float, gpu_memory_mb
         )
     os.environ["KERAS_BACKEND"] = backend
     if backend == "jax":
-        settings = configure_jax(num_gpus, gpu_memory_mb)
+        settings = configure_jax(num_gpus, memory_cap_mb)
     else:
-        settings = configure_tensorflow(threads, num_gpus, gpu_memory_mb)
+        settings = configure_tensorflow(threads, num_gpus, memory_cap_mb)
     if num_gpus > 0:
         _gpus_set_up = visible
     return settings
 
 
-def configure_tensorflow(threads: int, num_gpus: float, gpu_memory_mb: int | None) -> dict:
+def configure_tensorflow(threads: int, num_gpus: float, memory_cap_mb: int | None) -> dict:
     """Threads from the task's CPUs; GPU visibility, memory cap or growth. Must run before TF computes;
     a reused worker process keeps what its first job set (Ray reuses a process only for jobs with the
     same settings, see ``executors.RayExecutor``)."""
@@ -133,27 +134,26 @@ def configure_tensorflow(threads: int, num_gpus: float, gpu_memory_mb: int | Non
     tf.config.experimental.enable_op_determinism()
     try:
         for gpu in gpus:
-            if num_gpus < 1 and gpu_memory_mb:
+            if memory_cap_mb:
                 tf.config.set_logical_device_configuration(
-                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=gpu_memory_mb)]
+                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=memory_cap_mb)]
                 )
             else:
                 tf.config.experimental.set_memory_growth(gpu, True)
     except RuntimeError:
         pass  # already initialised by an earlier job in this process
     details = tf.config.experimental.get_device_details(gpus[0])
-    capped = gpu_memory_mb if num_gpus < 1 else None  # a whole GPU grows instead of being capped
     device = f"GPU: {details.get('device_name', gpus[0].name)}"
-    return {**settings, "device": device, "gpu_memory_mb": capped, "deterministic": True}
+    return {**settings, "device": device, "gpu_memory_mb": memory_cap_mb, "deterministic": True}
 
 
 DETERMINISTIC_GPU_OPS = "xla_gpu_deterministic_ops"
 
 
-def jax_environment(num_gpus: float, gpu_memory_mb: int | None, gpu_total_mb: int | None, xla_flags: str) -> dict:
+def jax_environment(num_gpus: float, memory_cap_mb: int | None, gpu_total_mb: int | None, xla_flags: str) -> dict:
     """The environment variables JAX must start with for a job: JAX reads its platform, GPU memory and
     XLA settings once, when it starts. CPU only for a CPU job. On a GPU: memory taken as needed, up to
-    ``gpu_memory_mb`` when the GPU is shared (JAX's cap is a fraction of the GPU's ``gpu_total_mb``), and
+    ``memory_cap_mb`` when the GPU is shared (JAX's cap is a fraction of the GPU's ``gpu_total_mb``), and
     deterministic GPU kernels: without them the same job and seed ended at test accuracy 0.68, 0.82 or 0.90
     from run to run on an H200; with them at 0.9034 every time, and no slower (``BENCHMARKS.md``)."""
     if num_gpus == 0:
@@ -161,8 +161,8 @@ def jax_environment(num_gpus: float, gpu_memory_mb: int | None, gpu_total_mb: in
     env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
     if xla_flag(xla_flags, DETERMINISTIC_GPU_OPS) is None:  # unless the user chose
         env["XLA_FLAGS"] = f"{xla_flags} --{DETERMINISTIC_GPU_OPS}=true".strip()
-    if num_gpus < 1 and gpu_memory_mb:  # rounded down: never above the cap asked for
-        fraction = math.floor(1e6 * min(1.0, gpu_memory_mb / gpu_total_mb)) / 1e6
+    if memory_cap_mb:  # rounded down: never above the cap asked for
+        fraction = math.floor(1e6 * min(1.0, memory_cap_mb / gpu_total_mb)) / 1e6
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{fraction:.6f}"
     return env
 
@@ -180,13 +180,13 @@ def deterministic_gpu_ops(xla_flags: str) -> bool:
     return (xla_flag(xla_flags, DETERMINISTIC_GPU_OPS) or "").lower() in ("true", "1")
 
 
-def configure_jax(num_gpus: float, gpu_memory_mb: int | None) -> dict:
+def configure_jax(num_gpus: float, memory_cap_mb: int | None) -> dict:
     """JAX set up for the job (``jax_environment``) unless it already started in this process.
 
     JAX has no thread setting on CPU (jax-ml/jax#1539): a JAX job on CPU uses every core it may run on."""
     if "jax" not in sys.modules:
-        total = gpu_total_mb() if 0 < num_gpus < 1 and gpu_memory_mb else None
-        os.environ.update(jax_environment(num_gpus, gpu_memory_mb, total, os.environ.get("XLA_FLAGS", "")))
+        total = gpu_total_mb() if memory_cap_mb else None
+        os.environ.update(jax_environment(num_gpus, memory_cap_mb, total, os.environ.get("XLA_FLAGS", "")))
     elif num_gpus > 0 and os.environ.get("JAX_PLATFORMS") == "cpu":
         raise RuntimeError(
             "JAX already started on CPU in this process (an earlier CPU job); a GPU job needs a process of its "
@@ -208,7 +208,7 @@ def configure_jax(num_gpus: float, gpu_memory_mb: int | None) -> dict:
             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); is jax[cuda12] installed?"
         )
     limit = (gpus[0].memory_stats() or {}).get("bytes_limit")
-    capped = round(limit / 2**20) if num_gpus < 1 and limit else None
+    capped = round(limit / 2**20) if memory_cap_mb and limit else None  # the cap JAX set, as it reports it
     deterministic = deterministic_gpu_ops(os.environ.get("XLA_FLAGS", ""))
     device = f"GPU: {gpus[0].device_kind}"
     return {**settings, "device": device, "gpu_memory_mb": capped, "deterministic": deterministic}
@@ -348,7 +348,7 @@ def train(
         started, clock = now(), time.perf_counter()
         resources = job.resources
         execution = execution_for(job, _training_examples(job, len(data.x_train)), off)
-        device = configure_backend(job.backend, execution.threads, resources.num_gpus, resources.gpu_memory_mb)
+        device = configure_backend(job.backend, execution.threads, resources.num_gpus, resources.memory_cap_mb)
         data = fit_inputs(job.backend, data)
         x_train, y_train, x_val, y_val = _splits(job, data)
         import keras

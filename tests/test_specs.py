@@ -229,6 +229,14 @@ def test_a_shared_gpu_needs_a_memory_cap(tmp_path):
     assert "resources: num_gpus 0.25 shares a GPU: give gpu_memory_mb too" in error
 
 
+def test_only_a_shared_gpu_is_capped():
+    from jobs.spec import Resources
+
+    assert Resources(num_gpus=0.25, gpu_memory_mb=2048).memory_cap_mb == 2048
+    assert Resources(num_gpus=1, gpu_memory_mb=2048).memory_cap_mb is None  # a whole GPU grows as needed
+    assert Resources(num_gpus=0, gpu_memory_mb=2048).memory_cap_mb is None
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
