@@ -26,7 +26,7 @@ from jobs.loading import LoadedExperiment, load_experiments
 from jobs.plan import BadResources
 from jobs.spec import Backend, Precision
 from jobs.store import Store, StoreUnavailable, open_store
-from jobs.words import count
+from jobs.words import count, first_line
 
 DEFAULT_SPECS = [Path("specs")]
 
@@ -388,7 +388,7 @@ class OneLineToStderr(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage().strip()
-        print(f"{record.name}: {message.splitlines()[0] if message else ''}", file=sys.stderr)
+        print(f"{record.name}: {first_line(message)}", file=sys.stderr)
 
 
 def storage_logs_in_one_line() -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from jobs.spec import Dataset, Imdb
+from jobs.words import first_line
 
 KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -150,7 +151,7 @@ def locate(name: str, data_dir: Path | None = None, download: bool = True) -> li
             for f in canonical_files(name)
         ]
     except Exception as error:  # urllib/HTTP/OS errors all mean the same thing to the user
-        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        reason = first_line(str(error), 160) or type(error).__name__
         raise DataUnavailable(name, searched, reason) from None
 
 

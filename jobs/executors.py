@@ -200,5 +200,6 @@ class RayExecutor(Executor):
 
 
 def _one_line(error: Exception) -> str:
+    """Ray's error's type and its message's last line: Ray puts the task's traceback first, the cause last."""
     lines = [line for line in str(error).splitlines() if line.strip()]
     return f"{type(error).__name__}: {lines[-1] if lines else ''}"[:300]

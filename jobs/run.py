@@ -28,8 +28,8 @@ from jobs.loading import LoadedExperiment
 from jobs.plan import Job, data_key, expand, seeds_of
 from jobs.progress import Progress
 from jobs.resources import check
-from jobs.store import JobRecord, Store, StoreCorrupt, StoreUnavailable, now, one_line_error
-from jobs.words import count
+from jobs.store import JobRecord, Store, StoreCorrupt, StoreUnavailable, now
+from jobs.words import count, error_line
 
 #: The last line of every refusal: a refused run writes and trains nothing.
 NOTHING_TRAINED = "nothing was trained"
@@ -55,7 +55,7 @@ def writing(store: Store, what: str):
         yield
     except Exception as error:
         raise StoreFailed(
-            f"results store {store.uri_of()}: cannot write {what} ({one_line_error(error)}); the run stopped, and "
+            f"results store {store.uri_of()}: cannot write {what} ({error_line(error)}); the run stopped, and "
             "the jobs it stored before are kept: run the same command again to resume once the store can be written"
         ) from None
 
@@ -217,7 +217,7 @@ def connect_ray(address: str | None) -> bool:
         try:
             ray.init(address=address, log_to_driver=False)
         except (ConnectionError, ValueError, ray.exceptions.RayError) as error:
-            why = f"cannot connect to the Ray cluster at {address}: {one_line_error(error)}"
+            why = f"cannot connect to the Ray cluster at {address}: {error_line(error)}"
             # something answers there (refuse_unreachable): a refused token reads as "Failed to connect"
             no_cluster = isinstance(error, ValueError) or "Could not find any running Ray instance" in str(error)
             raise RunRefused([why, *([] if no_cluster else hint), NOTHING_TRAINED]) from None

@@ -29,6 +29,8 @@ from typing import Any
 
 import fsspec
 
+from jobs.words import error_line
+
 JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 EXPERIMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -53,7 +55,7 @@ def open_store(uri: str, must_exist: bool = False, writable: bool = False) -> St
     except StoreUnavailable:
         raise
     except Exception as error:  # a missing fsspec backend, credentials, permissions: all mean "cannot use"
-        raise StoreUnavailable(f"results store {uri}: {one_line_error(error)}") from None
+        raise StoreUnavailable(f"results store {uri}: {error_line(error)}") from None
     if must_exist and not has_results:
         raise StoreUnavailable(f"no results at {uri} (run `regimen run --results {uri}` first)")
     if writable:
@@ -62,13 +64,8 @@ def open_store(uri: str, must_exist: bool = False, writable: bool = False) -> St
             store.write_bytes(probe, b"")
             store.fs.rm(probe)
         except Exception as error:  # read-only mount or bucket, no permission, not a file system at all
-            raise StoreUnavailable(f"results store {uri}: cannot write there ({one_line_error(error)})") from None
+            raise StoreUnavailable(f"results store {uri}: cannot write there ({error_line(error)})") from None
     return store
-
-
-def one_line_error(error: Exception) -> str:
-    reason = (str(error).splitlines() or [""])[0][:200]
-    return f"{type(error).__name__}: {reason}"
 
 
 def now() -> str:

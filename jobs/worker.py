@@ -26,8 +26,8 @@ from jobs.data import Arrays
 from jobs.execution import execution_for
 from jobs.gpus import gpu_total_mb
 from jobs.plan import Job
-from jobs.store import JobRecord, Store, now, one_line_error
-from jobs.words import count
+from jobs.store import JobRecord, Store, now
+from jobs.words import count, error_line, first_line
 
 #: report(job_id, epoch, epochs, logs) — how a running job tells the driver about each finished epoch.
 ProgressReport = Callable[[str, int, int, dict], Any]
@@ -267,7 +267,7 @@ def resume(record: JobRecord, fresh_model: Callable, log: list[str]) -> tuple[An
         history = restored_history(stored_epochs, restored.epochs_done)
     except Exception as error:
         record.restart()
-        log.append(f"{now()} the checkpoint cannot be used ({one_line_error(error)}); trained from the start")
+        log.append(f"{now()} the checkpoint cannot be used ({error_line(error)}); trained from the start")
         return fresh_model(), nothing, {}  # the other may be half loaded
     if restored.epochs_done:
         log[:0] = restored.log  # the earlier attempts' lines, up to the epochs restored
@@ -419,9 +419,7 @@ def train(
         }
         return {"history": history, "result": result, "log": "\n".join(log)}
     except Exception as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        if not isinstance(error, Diverged):
-            reason = f"{type(error).__name__}: {reason}"
+        reason = first_line(str(error)) if isinstance(error, Diverged) else error_line(error)
         history = store_history.history if store_history is not None else None
         retry = not isinstance(error, Diverged)
         superseded = isinstance(error, Superseded)

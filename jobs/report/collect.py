@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from jobs.spec import Experiment
 from jobs.store import Store, StoreCorrupt
-from jobs.words import count
+from jobs.words import count, first_line
 
 #: The states a planned (variant, seed) can be in; only ``done`` runs carry numbers.
 STATES = ("done", "failed", "running", "interrupted", "missing", "corrupt")
@@ -112,4 +112,4 @@ def _reason(error: Exception) -> str:
         return f"manifest lacks {error}"
     if isinstance(error, ValidationError):
         return f"manifest's experiment is not a valid spec ({error.error_count()} errors)"
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return first_line(str(error)) or type(error).__name__

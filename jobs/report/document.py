@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from jobs.report import labels
 from jobs.report.reduce import ExperimentSummary, Problem, Report, RunInfo, VariantSummary, Verdict
 from jobs.spec import FULL_PRECISION
-from jobs.words import count
+from jobs.words import count, first_line
 
 VERSION_KEYS = ("python", "backend", "tensorflow", "jax", "keras", "ray", "numpy")
 #: Environment keys that are neither versions nor hardware.
@@ -191,7 +191,7 @@ def problems(found: tuple[Problem, ...]) -> list[Block]:
             f"`{p.job_id}`" if p.job_id else "-",
             ", ".join(p.uses),
             f"**{p.state}**",
-            _one_line(p.error),
+            first_line(p.error),
             f"`{p.log_uri}`" if p.log_uri else "-",
         )
         for p in found
@@ -306,8 +306,3 @@ def _claim(verdict: Verdict) -> str:
         per_seed = ", ".join(f"seed {s}: {labels.num(x)}" for s, x in zip(verdict.seeds, verdict.values, strict=True))
         text += f" Per-seed {what}: {per_seed}."
     return text
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -17,7 +17,7 @@ from scipy import stats
 from jobs.report import labels
 from jobs.report.collect import Collected, ExperimentRuns, Run
 from jobs.spec import FULL_PRECISION, Claim, Experiment
-from jobs.words import count
+from jobs.words import count, first_line
 
 #: Each verdict's significance level, one-sided: confirmed or refuted by chance alone in 5% of claims each
 #: way, so the interval that agrees with the verdicts is the 90% confidence interval of the mean difference.
@@ -414,14 +414,9 @@ def unfinished(runs: Sequence[Run], variant: str, values: dict[int, float], metr
         else:
             why = "never started" if run.state == "missing" else run.state
         if run.state == "failed" and run.error.strip():  # a crash or a diverged loss: the reader must know which
-            why += f": {_first_line(run.error)}"
+            why += f": {first_line(run.error, 80)}"
         found.append(f"`{variant}` seed {run.seed} ({why})")
     return found
-
-
-def _first_line(text: str, limit: int = 80) -> str:
-    line = text.strip().splitlines()[0]
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def answer(claim: Claim, variants: dict[str, VariantSummary], verdict: Verdict) -> str:
