@@ -101,6 +101,11 @@ def seeds_of(experiment: Experiment, seeds: int | None) -> range:
     return range(seeds if seeds is not None else experiment.seeds)
 
 
+def capped_epochs(epochs: int, max_epochs: int | None) -> int:
+    """The epochs a job of ``epochs`` trains in a run given ``--max-epochs`` (None: no cap)."""
+    return min(epochs, max_epochs or epochs)
+
+
 def expand(
     experiments: list[Experiment],
     seeds: int | None = None,
@@ -120,7 +125,7 @@ def expand(
         requested = _resources(experiment, resources or {})
         for variant in experiment.variants:
             full = experiment.resolved_training(variant)
-            training = full.model_copy(update={"epochs": min(full.epochs, max_epochs or full.epochs)})
+            training = full.model_copy(update={"epochs": capped_epochs(full.epochs, max_epochs)})
             keras_backend = backend or experiment.backend
             dtype_policy = precision or experiment.precision
             for seed in seeds_of(experiment, seeds):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from jobs.plan import capped_epochs
 from jobs.report import labels
 from jobs.report.collect import Collected, ExperimentRuns, Run
 from jobs.spec import FULL_PRECISION, Claim, Experiment
@@ -366,7 +367,7 @@ def summarise_variant(
         seeds_planned=len(mine),
         seeds_done=len(done),
         params=first.get("params"),
-        epochs=int(first.get("epochs", min(training.epochs, max_epochs or training.epochs))),
+        epochs=int(first.get("epochs", capped_epochs(training.epochs, max_epochs))),
         requested_epochs=training.epochs,  # this experiment's, whichever experiment's run trained the job
         batch_size=int(first.get("batch_size", training.batch_size)),
         test={m: stat(list(values_by_seed(done, variant_name, m).values())) for m in metrics},
