@@ -13,7 +13,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import get_args
@@ -346,15 +345,8 @@ def render_report(store: Store, out: Path | None, console: Console) -> None:
     run on a cluster leaves it beside the results)."""
     from jobs.report import write_report
 
-    if out is not None or store.local:
-        paths = write_report(store, out or Path(store.root) / "report")
-        console.print(f"report: {paths['index.html']}", markup=False)
-        return
-    with tempfile.TemporaryDirectory() as scratch:
-        paths = write_report(store, Path(scratch))
-        for path in paths.values():
-            store.write_bytes(store.path("report", path.relative_to(scratch).as_posix()), path.read_bytes())
-    console.print(f"report: {store.uri_of('report', 'index.html')}", markup=False)
+    written = write_report(store, out if out is not None else store.uri_of("report"))
+    console.print(f"report: {written['index.html']}", markup=False)
 
 
 def cmd_report(args, console: Console) -> int:

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from helpers import ROOT
@@ -36,14 +37,14 @@ def test_writes_every_output_and_a_figure_per_experiment(golden):
     _, paths = golden
     assert set(paths) == OUTPUTS | {"figures/reg.png", "figures/one.png"}
     for path in paths.values():
-        assert path.stat().st_size > 0
-    assert paths["figures/reg.png"].read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-    assert not list(paths["index.html"].parent.rglob(".*.tmp")), "a temporary file was left behind"
+        assert Path(path).stat().st_size > 0
+    assert Path(paths["figures/reg.png"]).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert not list(Path(paths["index.html"]).parent.rglob(".tmp-*")), "a temporary file was left behind"
 
 
 def test_html_is_one_self_contained_file(golden):
     _, paths = golden
-    page = paths["index.html"].read_text()
+    page = Path(paths["index.html"]).read_text()
     sources = re.findall(r'<img src="([^"]*)"', page)
     assert len(sources) == 2
     assert all(s.startswith("data:image/png;base64,") for s in sources)
@@ -53,24 +54,24 @@ def test_html_is_one_self_contained_file(golden):
 
 def test_synthetic_data_and_capped_epochs_are_banners_at_the_top(golden):
     _, paths = golden
-    md = paths["summary.md"].read_text()
+    md = Path(paths["summary.md"]).read_text()
     first_section = md.split("## Overview")[0]
     assert "**SYNTHETIC DATA.**" in first_section
     assert "**EPOCHS CAPPED.**" in first_section and "reg/penalty: 4 of 6 epochs" in first_section
-    page = paths["index.html"].read_text()
+    page = Path(paths["index.html"]).read_text()
     assert page.index('class="banner"') < page.index("Overview")
     # and beside each verdict they qualify, wherever it is read
     overview = md.split("## Overview")[1].split("**How verdicts")[0]
     assert "**confirmed** (epochs capped) |" in overview
-    claims = list(csv.DictReader(io.StringIO(paths["claims.csv"].read_text())))
+    claims = list(csv.DictReader(io.StringIO(Path(paths["claims.csv"]).read_text())))
     assert {(row["synthetic"], row["epochs_capped"]) for row in claims} == {("True", "True")}
 
 
 def test_real_full_length_claims_are_flagged_neither_synthetic_nor_capped(tmp_path):
     paths = write_report(suite_store(tmp_path / "results", seeds=2, synthetic=False), tmp_path / "out")
-    claims = list(csv.DictReader(io.StringIO(paths["claims.csv"].read_text())))
+    claims = list(csv.DictReader(io.StringIO(Path(paths["claims.csv"]).read_text())))
     assert len(claims) == 6 and {(row["synthetic"], row["epochs_capped"]) for row in claims} == {("False", "False")}
-    assert "(epochs capped)" not in paths["summary.md"].read_text()
+    assert "(epochs capped)" not in Path(paths["summary.md"]).read_text()
 
 
 @pytest.mark.parametrize(("asks", "capped"), [(6, True), (2, False)])
@@ -94,7 +95,7 @@ def test_a_study_without_the_courses_numbers_does_not_mention_the_course(tmp_pat
     ids = plan(store, experiment, seeds=1)
     for variant in ("basic", "other"):
         finish(store, ids[variant, 0], curves(experiment.training.metrics, 6, 0.7, 0.01, 0.0))
-    text = write_report(store, tmp_path / "out")["summary.md"].read_text()
+    text = Path(write_report(store, tmp_path / "out")["summary.md"]).read_text()
     assert "course" not in text and "seed's" not in text
 
 
@@ -112,12 +113,12 @@ def test_markup_in_a_specs_words_shows_as_written_in_both_documents(tmp_path):
     experiment = experiment.model_copy(update=words)
     finish(store, plan(store, experiment, seeds=1)["basic", 0], curves(experiment.training.metrics, 6, 0.7, 0.01, 0.0))
     paths = write_report(store, tmp_path / "out")
-    rendered = MarkdownIt("commonmark").render(paths["summary.md"].read_text())
+    rendered = MarkdownIt("commonmark").render(Path(paths["summary.md"]).read_text())
     for markup in ("<b>", "<script", "<img src=x", 'href="javascript'):
         assert markup not in rendered, markup
     assert "Width &lt;b&gt;vs&lt;/b&gt; depth" in rendered and "safe when t &lt; 2" in rendered
     assert '<a href="#mine-' in rendered  # the document's own link to the experiment still works
-    page = paths["index.html"].read_text()
+    page = Path(paths["index.html"]).read_text()
     assert "Width &lt;b&gt;vs&lt;/b&gt; depth" in page and "<script" not in page and "<img src=x" not in page
 
 
@@ -138,7 +139,7 @@ def test_a_resumed_jobs_training_time_counts_every_attempt(tmp_path):
 
 
 def test_real_uncapped_data_has_no_banner(tmp_path):
-    md = write_report(suite_store(tmp_path / "results", seeds=1, synthetic=False), tmp_path / "out")["summary.md"]
+    md = Path(write_report(suite_store(tmp_path / "results", seeds=1, synthetic=False), tmp_path / "out")["summary.md"])
     text = md.read_text()
     assert "SYNTHETIC" not in text and "CAPPED" not in text and "REDUCED PRECISION" not in text
     assert "one seed: not a test" in text
@@ -147,7 +148,7 @@ def test_real_uncapped_data_has_no_banner(tmp_path):
 
 def test_reduced_precision_is_a_banner_and_named_in_the_run_section(tmp_path):
     store = suite_store(tmp_path / "results", seeds=1, synthetic=False, precision="mixed_bfloat16")
-    text = write_report(store, tmp_path / "out")["summary.md"].read_text()
+    text = Path(write_report(store, tmp_path / "out")["summary.md"]).read_text()
     first_section, rest = text.split("## Overview")
     assert "**REDUCED PRECISION.** Some jobs computed their layers in mixed_bfloat16" in first_section
     assert "- Precision: mixed_bfloat16" in rest.split("## Run")[1].split("\n## ")[0]
@@ -155,7 +156,7 @@ def test_reduced_precision_is_a_banner_and_named_in_the_run_section(tmp_path):
 
 def test_failed_running_and_missing_jobs_are_listed_with_the_logs_they_have(golden):
     store, paths = golden
-    md = paths["summary.md"].read_text()
+    md = Path(paths["summary.md"]).read_text()
     problems = md.split("## Failed or missing jobs")[1].split("\n## ")[0]
     for state, use in (("failed", "one/wide/s1"), ("running", "one/basic/s1"), ("missing", "one/deep/s1")):
         row = next(line for line in problems.splitlines() if use in line)
@@ -168,7 +169,7 @@ def test_failed_running_and_missing_jobs_are_listed_with_the_logs_they_have(gold
 
 def test_a_job_shared_by_two_experiments_is_listed_once_and_counted_in_both(golden):
     _, paths = golden
-    summary = json.loads(paths["summary.json"].read_text())
+    summary = json.loads(Path(paths["summary.json"]).read_text())
     by_name = {e["name"]: e for e in summary["experiments"]}
     assert by_name["reg"]["variants"][0]["seeds_done"] == 3
     assert by_name["one"]["variants"][0]["seeds_done"] == 1  # s0 is reg's basic s0
@@ -177,7 +178,7 @@ def test_a_job_shared_by_two_experiments_is_listed_once_and_counted_in_both(gold
 
 def test_verdicts_of_each_kind_reach_the_summary(golden):
     _, paths = golden
-    summary = json.loads(paths["summary.json"].read_text())
+    summary = json.loads(Path(paths["summary.json"]).read_text())
     verdicts = {v["claim"]: v for e in summary["experiments"] for v in e["verdicts"]}
     assert verdicts["`penalty` has lower test binary cross-entropy than `basic`"]["verdict"] == "confirmed"
     one_seed = verdicts["`wide` has lower test binary cross-entropy than `basic`"]
@@ -190,12 +191,12 @@ def test_verdicts_of_each_kind_reach_the_summary(golden):
     assert missed["verdict"] == "inconclusive" and "that seed missed it" in missed["reason"]
     assert missed["missing"] == ["`deep` seed 1 (never started)"]
     assert one_seed["missing"][0] == "`wide` seed 1 (failed: Diverged: diverged at epoch 3: loss is nan)"
-    assert summary["rule"] in paths["summary.md"].read_text()
+    assert summary["rule"] in Path(paths["summary.md"]).read_text()
 
 
 def test_csv_has_a_row_per_variant_with_numbers(golden):
     _, paths = golden
-    rows = list(csv.DictReader(io.StringIO(paths["summary.csv"].read_text())))
+    rows = list(csv.DictReader(io.StringIO(Path(paths["summary.csv"]).read_text())))
     assert [(r["experiment"], r["variant"]) for r in rows] == [
         ("one", "basic"),
         ("one", "wide"),
@@ -212,7 +213,7 @@ def test_csv_has_a_row_per_variant_with_numbers(golden):
 
 def test_claims_csv_has_each_claims_verdict_and_paired_numbers(golden):
     _, paths = golden
-    rows = {r["claim"]: r for r in csv.DictReader(io.StringIO(paths["claims.csv"].read_text()))}
+    rows = {r["claim"]: r for r in csv.DictReader(io.StringIO(Path(paths["claims.csv"]).read_text()))}
     assert len(rows) == 4
     penalty = rows["`penalty` has lower test binary cross-entropy than `basic`"]
     assert (penalty["experiment"], penalty["kind"], penalty["verdict"]) == ("reg", "comparison", "confirmed")
@@ -242,7 +243,7 @@ def test_synthetic_experiments_beside_real_ones_are_named_in_the_banner_and_mark
     shutil.copytree(tmp_path / "synthetic" / "jobs", tmp_path / "results" / "jobs", dirs_exist_ok=True)
     for name in ("l1", "l2"):  # two experiments of a synthetic run next to the real ones
         store.write_experiment(name, synthetic.read_experiment(name))
-    md = write_report(store, tmp_path / "out")["summary.md"].read_text()
+    md = Path(write_report(store, tmp_path / "out")["summary.md"]).read_text()
     banner = next(line for line in md.splitlines() if "**SYNTHETIC DATA.**" in line)
     assert "2 of the 6 experiments here come from generated data" in banner and ": l1, l2." in banner
     overview = md.split("## Overview")[1].split("## Run")[0]
@@ -252,7 +253,7 @@ def test_synthetic_experiments_beside_real_ones_are_named_in_the_banner_and_mark
 
 def test_seed_numbers_are_shown_beside_ours_with_a_note_where_the_seed_mislabelled_them(tmp_path):
     paths = write_report(suite_store(tmp_path / "results", seeds=2), tmp_path / "out")
-    md = paths["summary.md"].read_text()
+    md = Path(paths["summary.md"]).read_text()
     assert "(the course printed 3.821 vs 0.748)" in md
     assert 'the course printed this categorical cross-entropy under the label "accuracy"' in md
     assert "test accuracy ↑" in md and "test categorical cross-entropy ↓" in md
@@ -309,7 +310,7 @@ def test_corrupt_entries_are_listed_not_fatal(tmp_path):
     detail = next(p.error for p in report.problems if p.uses[0] == "bad/basic/s1")
     assert "result.json: not valid JSON" in detail
     paths = write_report(store, tmp_path / "out")
-    md = paths["summary.md"].read_text()
+    md = Path(paths["summary.md"]).read_text()
     assert "**Manifest unreadable**" in md
     assert "No result yet for `other`." in md
 
@@ -317,7 +318,7 @@ def test_corrupt_entries_are_listed_not_fatal(tmp_path):
 def test_an_empty_store_still_renders(tmp_path):
     paths = write_report(Store(str(tmp_path / "nothing")), tmp_path / "out")
     assert set(paths) == OUTPUTS
-    assert "None: every planned job finished." in paths["summary.md"].read_text()
+    assert "None: every planned job finished." in Path(paths["summary.md"]).read_text()
 
 
 def test_a_planned_experiment_without_results_renders_without_figures(tmp_path):
@@ -325,7 +326,7 @@ def test_a_planned_experiment_without_results_renders_without_figures(tmp_path):
     plan(store, imdb_experiment("fresh", {"basic": {}}, []), seeds=1)
     paths = write_report(store, tmp_path / "out")
     assert "figures/fresh.png" not in paths
-    md = paths["summary.md"].read_text()
+    md = Path(paths["summary.md"]).read_text()
     assert "No results yet." in md and "**missing**" in md and fixture_id("fresh", "basic", 0) in md
 
 
@@ -354,7 +355,7 @@ def test_results_stored_before_precision_was_recorded_count_as_float32(tmp_path)
     result = record.result()
     del result["environment"]["precision"]
     store.write_json(record.file("result.json"), result)
-    text = write_report(store, tmp_path / "out")["summary.md"].read_text()
+    text = Path(write_report(store, tmp_path / "out")["summary.md"]).read_text()
     assert "- Precision: float32, mixed_bfloat16" in text
 
 
@@ -379,7 +380,7 @@ def test_the_run_section_names_hardware_not_the_worker_processes(tmp_path):
     store.write_json(record.file("result.json"), result)
     report, _ = build(store)
     assert report.run.environment["pid"] == ("4242",)  # still in summary.json
-    md = write_report(store, tmp_path / "out")["summary.md"].read_text()
+    md = Path(write_report(store, tmp_path / "out")["summary.md"]).read_text()
     hardware = next(line for line in md.splitlines() if line.startswith("- Hardware: "))
     assert "device: CPU" in hardware and "pid" not in hardware and "jobs_in_process" not in hardware
 

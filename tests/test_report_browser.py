@@ -76,7 +76,7 @@ def run_chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("browser")
-    return write_report(suite_store(root / "results", seeds=3), root / "report")["index.html"]
+    return Path(write_report(suite_store(root / "results", seeds=3), root / "report")["index.html"])
 
 
 def test_every_figure_loads_in_chromium(report, tmp_path):

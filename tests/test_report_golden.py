@@ -17,7 +17,7 @@ REGENERATE = "REGIMEN_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_repo
 
 def test_summary_md_matches_the_golden_file(tmp_path):
     results = tmp_path / "results"
-    written = write_report(golden_store(results), tmp_path / "report")["summary.md"].read_text()
+    written = Path(write_report(golden_store(results), tmp_path / "report")["summary.md"]).read_text()
     text = written.replace(str(results), "<results>")  # the only part that depends on where the test runs
     if os.environ.get("REGIMEN_UPDATE_GOLDEN") == "1":
         GOLDEN.write_text(text)

@@ -9,8 +9,6 @@ the arithmetic, :mod:`figures` draws, :mod:`document` lays out the content, :mod
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 from jobs.report.collect import collect
 from jobs.report.document import document
@@ -29,8 +27,9 @@ def build(store: Store) -> tuple[Report, dict[str, bytes]]:
     return report, figures
 
 
-def write_report(store: Store, out_dir: Path) -> dict[str, Path]:
-    """Write every output under ``out_dir``; returns output name (``index.html``, ``figures/l1.png``) -> path."""
+def write_report(store: Store, out: str | os.PathLike) -> dict[str, str]:
+    """Write every output into the folder or bucket ``out``, each file whole or not at all
+    (:meth:`Store.write_bytes`); returns output name (``index.html``, ``figures/l1.png``) -> location."""
     report, figures = build(store)
     blocks = document(report, set(figures))
     outputs: dict[str, bytes] = {f"figures/{name}.png": png for name, png in figures.items()}
@@ -39,22 +38,7 @@ def write_report(store: Store, out_dir: Path) -> dict[str, Path]:
     outputs["claims.csv"] = claims_csv_text(report).encode()
     outputs["summary.json"] = json_text(report).encode()
     outputs["index.html"] = html(blocks, figures).encode()
-    written = {}
+    target = Store(os.fspath(out))
     for name, data in outputs.items():
-        written[name] = Path(out_dir) / name
-        _write_atomic(written[name], data)
-    return written
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the report from everyone else
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        target.write_bytes(target.path(name), data)
+    return {name: target.uri_of(name) for name in outputs}
