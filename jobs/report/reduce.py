@@ -228,7 +228,8 @@ def t_critical(n: int) -> float:
 
 
 def compare(claim: Claim, a: dict[int, float], b: dict[int, float]) -> Verdict:
-    """Verdict on ``claim.variant`` lower/higher than ``claim.other`` from the per-seed values of both."""
+    """Verdict on ``claim.variant`` lower/higher than ``claim.other`` from the per-seed values of both: a
+    one-sided paired t-test at :data:`LEVEL` each way, and the two-sided interval that agrees with it."""
     seeds = tuple(sorted(set(a) & set(b)))
     diffs = tuple(a[s] - b[s] for s in seeds)
     sign = -1.0 if claim.lower_than else 1.0  # sign * diff > 0 goes the claimed way
@@ -255,9 +256,9 @@ def compare(claim: Claim, a: dict[int, float], b: dict[int, float]) -> Verdict:
     if std <= 1e-9 * abs(mean):  # the same difference in every seed, up to rounding (0 for identical results)
         reason = f"every seed gave the same difference, {labels.num(mean)}: {NO_NOISE}"
         return Verdict(**base, **numbers, verdict="inconclusive", reason=reason)
+    test = stats.ttest_1samp(diffs, 0.0)  # paired: the differences' mean against none
     critical = t_critical(len(diffs))
-    error = std / math.sqrt(len(diffs))
-    t = sign * mean / error
+    t = sign * float(test.statistic)
     verdict = "confirmed" if t >= critical else "refuted" if t <= -critical else "inconclusive"
     reason = (
         f"difference {labels.pm(mean, std)} over {len(diffs)} seeds, {agree} of {len(diffs)} the claimed way; "
@@ -270,7 +271,7 @@ def compare(claim: Claim, a: dict[int, float], b: dict[int, float]) -> Verdict:
         reason=reason,
         t_toward_claim=t,
         t_critical=critical,
-        interval=(mean - critical * error, mean + critical * error),
+        interval=tuple(map(float, test.confidence_interval(1 - 2 * LEVEL))),
     )
 
 
