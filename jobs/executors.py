@@ -8,7 +8,6 @@ and every job receives a reference, never its own copy.
 from __future__ import annotations
 
 import contextlib
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ class ProgressBoard:
         self.jobs: dict[str, dict] = {}
 
     def update(self, job_id: str, epoch: int, epochs: int, logs: dict) -> None:
-        self.jobs[job_id] = {"epoch": epoch, "epochs": epochs, "logs": logs, "time": time.time()}
+        self.jobs[job_id] = {"epoch": epoch, "epochs": epochs, "logs": logs}
 
     def snapshot(self) -> dict[str, dict]:
         return dict(self.jobs)

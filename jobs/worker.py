@@ -10,6 +10,7 @@ checkpoint that cannot be used is dropped, and the job trains from its first epo
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
 import os
 import platform
@@ -220,12 +221,6 @@ def environment(backend: str, precision: str, num_cpus: float, num_gpus: float) 
     import keras
     import numpy
 
-    try:
-        import ray
-
-        ray_version = ray.__version__
-    except ImportError:  # pragma: no cover - ray is a dependency
-        ray_version = None
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),
@@ -235,7 +230,7 @@ def environment(backend: str, precision: str, num_cpus: float, num_gpus: float) 
         backend: sys.modules[backend].__version__,  # imported by Keras by now
         "keras": keras.__version__,
         "numpy": numpy.__version__,
-        "ray": ray_version,
+        "ray": importlib.metadata.version("ray"),  # without importing it: an in-process job needs no Ray
         "num_cpus": num_cpus,
         "num_gpus": num_gpus,
     }
