@@ -249,7 +249,7 @@ def cmd_schema(args, console: Console) -> int:
 
 
 def cmd_data(args, console: Console) -> int:
-    from jobs.data import DataCorrupt, canonical_files, check_readable, find_local
+    from jobs.data import KERAS_ORIGIN, DataCorrupt, canonical_files, check_readable, find_local, location
     from jobs.spec import DATASET_NAMES
 
     data_dir = args.data_dir or default_data_dir()
@@ -263,7 +263,7 @@ def cmd_data(args, console: Console) -> int:
                 corrupt += 1
                 console.print(f"corrupt  {name:<14} {error}", markup=False)
                 continue
-            console.print(f"found    {name:<14} {files[0].parent if len(files) > 1 else files[0]}", markup=False)
+            console.print(f"found    {name:<14} {location(files)}", markup=False)
         else:
             missing += 1
             console.print(f"missing  {name:<14} searched: {'; '.join(searched)}", markup=False)
@@ -272,7 +272,7 @@ def cmd_data(args, console: Console) -> int:
             "\nMissing datasets are downloaded by Keras on first use when this machine has internet. Without it,\n"
             "put the canonical files in one folder and pass --data-dir DIR (or set REGIMEN_DATA_DIR):\n"
             + "\n".join(f"  DIR/{f}" for name in DATASET_NAMES for f in canonical_files(name))
-            + "\nThe files are those Keras downloads (https://storage.googleapis.com/tensorflow/tf-keras-datasets/)."
+            + f"\nThe files are those Keras downloads ({KERAS_ORIGIN})."
             "\nFor a run without any data: `make demo` (SYNTHETIC data).",
             markup=False,
         )

@@ -103,6 +103,12 @@ def canonical_files(name: str) -> list[str]:
     return [f"{name}.npz"]
 
 
+def location(files: list[Path]) -> Path:
+    """Where a dataset's files are, as messages name it: the folder of a dataset of several files, the file
+    of a dataset of one."""
+    return files[0].parent if len(files) > 1 else files[0]
+
+
 def candidates(name: str, data_dir: Path | None) -> list[list[Path]]:
     """Every place the dataset's files may be, as the list of its files there, in the order searched."""
     folders = [data_dir] if data_dir else []
@@ -117,7 +123,7 @@ def find_local(name: str, data_dir: Path | None) -> tuple[list[Path] | None, lis
     """The dataset's files in the first place that has them all, and every place looked at."""
     searched = []
     for files in candidates(name, data_dir):
-        place = str(files[0].parent if len(files) > 1 else files[0])
+        place = str(location(files))
         lacking = [f.name for f in files if not (f.is_file() and f.stat().st_size > 0)]
         if not lacking:
             return files, [*searched, place]
@@ -307,7 +313,7 @@ def read_images(name: str, files: list[Path]) -> tuple[np.ndarray, np.ndarray, n
 
 def read_dataset(dataset: Dataset, files: list[Path]) -> Arrays:
     """Canonical files -> preprocessed arrays."""
-    source = str(files[0].parent if dataset.name == "fashion_mnist" else files[0])
+    source = str(location(files))
     if isinstance(dataset, Imdb):
         return preprocess_imdb(read_npz(files[0]), dataset.num_words, source)
     return preprocess_images(*read_images(dataset.name, files), source=source)

@@ -213,7 +213,7 @@ def generalisation_gap(history: dict, metric: str) -> float | None:
 
 
 def claim_text(claim: Claim) -> str:
-    """The claim as a sentence, with the metric's reader-facing name (``Claim.sentence`` uses the key)."""
+    """The claim as a sentence, with the metric's reader-facing name."""
     what = f"test {labels.name(claim.metric)}"
     if claim.other is not None:
         return f"`{claim.variant}` has {'lower' if claim.lower_than else 'higher'} {what} than `{claim.other}`"

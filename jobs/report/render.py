@@ -10,10 +10,12 @@ import io
 import json
 import math
 import re
+from typing import get_args
 
 from jobs.report import labels
 from jobs.report.document import Banner, Block, Heading, Image, Items, Paragraph
 from jobs.report.reduce import Report
+from jobs.spec import Metric
 
 # ---------------------------------------------------------------- Markdown
 
@@ -112,7 +114,8 @@ def inline(text: str) -> str:
 
 # ---------------------------------------------------------------- CSV and JSON
 
-CSV_METRICS = ("loss", "accuracy", "binary_crossentropy", "sparse_categorical_crossentropy")
+#: every metric a spec can track, in the CSV's column order
+CSV_METRICS = ("loss", *get_args(Metric))
 
 
 def csv_text(report: Report) -> str:
