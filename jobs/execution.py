@@ -108,6 +108,16 @@ def execution_for(job: Job, train_rows: int, off: frozenset[str] = frozenset()) 
     )
 
 
+def epoch_rows(job: Job, train_total: int, test_total: int) -> tuple[int, int]:
+    """(examples trained on, examples validated on) each epoch, of a training set of ``train_total`` and a
+    test set of ``test_total``: the seed validates on the test set; a held-out split takes the end of the
+    training set instead."""
+    if job.training.validation == "test":
+        return train_total, test_total
+    held_out = int(train_total * job.training.validation.held_out)
+    return train_total - held_out, held_out
+
+
 def estimated_flops(job: Job, train_rows: int, validation_rows: int) -> float:
     """Floating-point operations of the whole job: 6 per parameter per training example (forward and
     backward), 2 per parameter per validation example, every epoch. Orders jobs longest first."""

@@ -1,8 +1,8 @@
 """Executors: one interface, two ways to run jobs — Ray tasks, or in this process (tests, debugging).
 
 ``run`` yields an :class:`Outcome` per job in completion order and calls ``on_progress`` with every
-started job's latest epoch as the jobs report them. Datasets are handed over once (``ray.put`` once per dataset),
-and every job receives a reference, never its own copy.
+started job's latest epoch as the jobs report them. Ray's executor puts each dataset in its object store once
+and every job maps it, unless the ``shared-data`` lever is off (``--off shared-data``: a copy per job).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from jobs.data import Arrays
-from jobs.execution import estimated_flops, gpu_processes_unshareable, needs_fresh_process, process_env
+from jobs.execution import epoch_rows, estimated_flops, gpu_processes_unshareable, needs_fresh_process, process_env
 from jobs.plan import Job, data_key
 from jobs.worker import JobFailed, train
 
@@ -72,7 +72,7 @@ def longest_first(jobs: list[Job], datasets: dict[str, Arrays]) -> list[Job]:
 
     def work(job: Job) -> float:
         data = datasets[data_key(job.dataset, job.synthetic)]
-        return estimated_flops(job, len(data.x_train), len(data.x_test))
+        return estimated_flops(job, *epoch_rows(job, len(data.x_train), len(data.x_test)))
 
     return sorted(jobs, key=work, reverse=True)
 

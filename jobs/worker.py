@@ -24,7 +24,7 @@ from typing import Any
 
 from jobs import checkpoint
 from jobs.data import Arrays
-from jobs.execution import execution_for
+from jobs.execution import epoch_rows, execution_for
 from jobs.gpus import gpu_total_mb
 from jobs.plan import Job
 from jobs.store import JobRecord, Store, now
@@ -342,7 +342,7 @@ def train(
     try:
         started, clock = now(), time.perf_counter()
         resources = job.resources
-        execution = execution_for(job, _training_examples(job, len(data.x_train)), off)
+        execution = execution_for(job, epoch_rows(job, len(data.x_train), len(data.x_test))[0], off)
         device = configure_backend(job.backend, execution.threads, resources.num_gpus, resources.memory_cap_mb)
         data = fit_inputs(job.backend, data)
         x_train, y_train, x_val, y_val = _splits(job, data)
@@ -436,18 +436,9 @@ def fit_inputs(backend: str, data: Arrays) -> Arrays:
     return replace(data, x_train=scaled(data.x_train), x_test=scaled(data.x_test), pixels=False)
 
 
-def _training_examples(job: Job, total: int) -> int:
-    """How many of the training set's ``total`` examples the job trains on: all of them when it validates
-    on the test set, as the seed does; all but the held-out end otherwise."""
-    if job.training.validation == "test":
-        return total
-    return total - int(total * job.training.validation.held_out)
-
-
 def _splits(job: Job, data: Arrays):
-    """(x_train, y_train, x_val, y_val): the seed validates on the test set every epoch; a held-out
-    split takes the end of the training set instead."""
+    """(x_train, y_train, x_val, y_val), as :func:`execution.epoch_rows` counts them."""
     if job.training.validation == "test":
         return data.x_train, data.y_train, data.x_test, data.y_test
-    cut = _training_examples(job, len(data.x_train))
+    cut, _ = epoch_rows(job, len(data.x_train), len(data.x_test))
     return data.x_train[:cut], data.y_train[:cut], data.x_train[cut:], data.y_train[cut:]

@@ -1,4 +1,4 @@
-"""Shared fixtures: the repository's spec folder, a quiet TensorFlow, and tiny synthetic data."""
+"""Shared fixtures: the repository's spec folder, a quiet TensorFlow, and Ray clusters that ask for a token."""
 
 import os
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("RAY_AUTH_MODE", os.environ.get("RAY_AUTH_MODE", "token"))
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 from helpers import ROOT, SPECS
 

@@ -1,6 +1,5 @@
 """How jobs run fast: the rules of ``jobs/execution.py`` are pure functions of the job and its data."""
 
-import math
 from dataclasses import replace
 
 import numpy as np
@@ -11,6 +10,7 @@ from jobs.data import ROWS, Arrays
 from jobs.execution import (
     LEVERS,
     UnknownLever,
+    epoch_rows,
     execution_for,
     gpu_processes_unshareable,
     levers_off,
@@ -19,6 +19,7 @@ from jobs.execution import (
 )
 from jobs.executors import longest_first
 from jobs.plan import data_key, expand
+from jobs.spec import HeldOut
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +28,25 @@ def suite_jobs():
 
 
 def test_one_python_call_per_epoch(suite_jobs):
-    for job in suite_jobs.values():
-        train, _ = ROWS[job.dataset.name]
-        execution = execution_for(job, train)
-        assert execution.steps_per_execution == math.ceil(train / job.training.batch_size)
-        assert execution.threads == max(1, math.floor(job.resources.num_cpus))
+    steps = {
+        name: execution_for(job, ROWS[job.dataset.name][0]).steps_per_execution for name, job in suite_jobs.items()
+    }
+    assert steps["overfitting/overfit"] == 25  # 25 000 reviews in batches of 1 000
+    assert steps["dropout/basic"] == 50 and steps["batchnorm/bn"] == 120 and steps["fashion/develop"] == 60
+    assert execution_for(suite_jobs["overfitting/overfit"], 24_001).steps_per_execution == 25  # a last, short batch
+
+
+def test_tensorflow_threads_are_the_whole_cpus_a_job_asks_for_at_least_one(suite_jobs):
+    job = suite_jobs["fashion/develop"]
+    threads = [execution_for(with_resources(job, num_cpus=n), 60_000).threads for n in (1, 2.5, 0.5)]
+    assert threads == [1, 2, 1]
+
+
+def test_a_held_out_split_trains_on_the_rest_and_validates_on_it(suite_jobs):
+    job = suite_jobs["fashion/develop"]
+    assert epoch_rows(job, 60_000, 10_000) == (60_000, 10_000)  # the seed validates on the test set
+    held_out = job.training.model_copy(update={"validation": HeldOut(held_out=0.2)})
+    assert epoch_rows(replace(job, training=held_out), 60_000, 10_000) == (48_000, 12_000)
 
 
 def test_each_lever_can_be_turned_off(suite_jobs):

@@ -16,7 +16,7 @@ from jobs.spec import FULL_PRECISION
 from jobs.words import count, first_line
 
 VERSION_KEYS = ("python", "backend", "tensorflow", "jax", "keras", "ray", "numpy")
-#: Environment keys that are neither versions nor hardware.
+#: the dtype policy a job's model was built with: the run section says it apart from versions and hardware
 PRECISION_KEY = "precision"
 #: which worker process ran each job: in summary.json, not in the run's hardware line
 PROCESS_KEYS = ("pid", "jobs_in_process")
