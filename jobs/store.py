@@ -25,14 +25,58 @@ import json
 import re
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any
 
 import fsspec
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from jobs.words import error_line
 
 JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 EXPERIMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class _Stored(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class StoredTimings(_Stored):
+    started: str | None = None
+    finished: str | None = None
+    fit_s: float | None = None
+    training_s: float | None = None
+    seconds_per_epoch: float | None = None
+
+
+class StoredData(_Stored):
+    source: str | None = None
+    synthetic: bool = False
+    train: int | None = None
+    test: int | None = None
+    held_out: int | None = None
+
+
+class StoredResult(_Stored):
+    """The parts of a job's result.json that the report reads, checked when the job is read, so that a
+    damaged file is a corrupt entry named in the report rather than a traceback in it."""
+
+    test: dict[str, float]
+    params: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    timings: StoredTimings = StoredTimings()
+    environment: dict[str, Any] = {}
+    data: StoredData = StoredData()
+
+
+#: history.json: every metric's value at each epoch, at least one epoch
+STORED_HISTORY = TypeAdapter(dict[str, Annotated[list[float], Field(min_length=1)]])
+
+
+def _first_problem(invalid: ValidationError) -> str:
+    error = invalid.errors()[0]
+    where = ".".join(map(str, error["loc"]))
+    return f"{where}: {error['msg']}" if where else error["msg"]
 
 
 class StoreCorrupt(Exception):
@@ -118,6 +162,8 @@ class Store:
             raise StoreCorrupt(
                 f"{self.uri_of(path.removeprefix(self.root).lstrip('/'))}: not valid JSON ({error})"
             ) from None
+        except (IsADirectoryError, NotADirectoryError):  # a folder where the file belongs, or a file above it
+            raise StoreCorrupt(f"{self.uri_of(path.removeprefix(self.root).lstrip('/'))}: not a file") from None
 
     # -- jobs and experiments -----------------------------------------------------------------------
 
@@ -257,13 +303,21 @@ class JobRecord:
             return None, None, str(error)
         if not (isinstance(result, dict) and isinstance(result.get("test"), dict)):
             return None, None, f"{self.store.uri_of('jobs', self.id, 'result.json')} is missing or has no test metrics"
-        per_epoch = isinstance(history, dict) and all(isinstance(v, list) and v for v in history.values())
-        if not (per_epoch and history):
+        try:
+            StoredResult.model_validate(result)
+        except ValidationError as invalid:
+            return None, None, f"{self.store.uri_of('jobs', self.id, 'result.json')}: {_first_problem(invalid)}"
+        try:
+            per_epoch = bool(history) and bool(STORED_HISTORY.validate_python(history))
+        except ValidationError:
+            per_epoch = False
+        if not per_epoch:
             return None, None, f"{self.store.uri_of('jobs', self.id, 'history.json')} is missing or not per-epoch lists"
         return result, history, None
 
     def attempts(self) -> int:
-        return int((self.status() or {}).get("attempt", 0))
+        attempt = (self.status() or {}).get("attempt", 0)
+        return attempt if isinstance(attempt, int) and attempt > 0 else 0
 
     def restart(self) -> None:
         """Train from the first epoch (``--force``): drop the attempt in progress, its epochs and

@@ -121,13 +121,44 @@ def test_corrupt_entries_are_not_finished_and_are_named(tmp_path):
     assert state == "corrupt" and f"jobs/{JOB}/status.json is not a JSON object" in why
 
 
-def test_a_result_that_is_not_a_json_object_is_corrupt(tmp_path):
+@pytest.mark.parametrize(
+    ("result", "problem"),
+    [
+        ([1, 2], "result.json is missing or has no test metrics"),
+        ({"test": {"loss": 0.7}, "data": None}, "result.json: data: Input should be a valid dictionary"),
+        ({"test": {"loss": 0.7}, "environment": []}, "result.json: environment: Input should be a valid dictionary"),
+        ({"test": {"loss": 0.7}, "timings": {"fit_s": "x"}}, "result.json: timings.fit_s: Input should be a valid"),
+        ({"test": {"loss": "low"}}, "result.json: test.loss: Input should be a valid number"),
+    ],
+)
+def test_a_result_of_the_wrong_shape_is_corrupt(tmp_path, result, problem):
     record = Store(str(tmp_path)).job(JOB)
     record.start({})
     record.finish({"loss": [0.7]}, {"test": {"loss": 0.7}}, "")
-    (tmp_path / "jobs" / JOB / "result.json").write_text("[1, 2]")
+    (tmp_path / "jobs" / JOB / "result.json").write_text(json.dumps(result))
     state, _, why = record.state()
-    assert state == "corrupt" and f"jobs/{JOB}/result.json is missing or has no test metrics" in why
+    assert state == "corrupt" and f"jobs/{JOB}/{problem}" in why, why
+
+
+def test_a_history_of_the_wrong_shape_and_a_garbled_attempt_are_not_a_traceback(tmp_path):
+    record = Store(str(tmp_path)).job(JOB)
+    record.start({})
+    record.finish({"loss": [0.7]}, {"test": {"loss": 0.7}}, "")
+    (tmp_path / "jobs" / JOB / "history.json").write_text('{"loss": ["x"]}')
+    state, _, why = record.state()
+    assert state == "corrupt" and f"jobs/{JOB}/history.json is missing or not per-epoch lists" in why
+    (tmp_path / "jobs" / JOB / "status.json").write_text('{"state": "interrupted", "attempt": "x"}')
+    assert record.attempts() == 0
+
+
+def test_a_folder_where_a_file_belongs_is_corrupt(tmp_path):
+    store = Store(str(tmp_path))
+    (tmp_path / "experiments" / "x.json").mkdir(parents=True)
+    with pytest.raises(StoreCorrupt, match=r"experiments/x\.json: not a file"):
+        store.read_experiment("x")
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / JOB).write_text("")  # a file where the job's folder belongs
+    assert store.job(JOB).state()[0] == "corrupt"
 
 
 def test_a_folder_without_a_result_is_not_finished(tmp_path):

@@ -343,7 +343,7 @@ def values_by_seed(runs: Sequence[Run], variant: str, metric: str) -> dict[int, 
 def training_seconds(timings: dict) -> float:
     """A job's training time over every attempt; results stored before that was recorded (``training_s``)
     have only their last attempt's (``fit_s``)."""
-    return timings.get("training_s", timings["fit_s"])
+    return timings["fit_s"] if timings.get("training_s") is None else timings["training_s"]
 
 
 def summarise_variant(
@@ -355,6 +355,7 @@ def summarise_variant(
     mine = [r for r in runs if r.variant == variant_name]
     done = [r for r in mine if r.state == "done"]
     results = [r.result for r in done]
+    timings = [r.get("timings", {}) for r in results]
     histories = [r.history for r in done if r.history]
     metric = experiment.headline_metric
     lower = labels.lower_is_better(metric)
@@ -368,17 +369,15 @@ def summarise_variant(
         seeds_planned=len(mine),
         seeds_done=len(done),
         params=first.get("params"),
-        epochs=int(first.get("epochs", capped_epochs(training.epochs, max_epochs))),
+        epochs=int(first.get("epochs") or capped_epochs(training.epochs, max_epochs)),
         requested_epochs=training.epochs,  # this experiment's, whichever experiment's run trained the job
-        batch_size=int(first.get("batch_size", training.batch_size)),
+        batch_size=int(first.get("batch_size") or training.batch_size),
         test={m: stat(list(values_by_seed(done, variant_name, m).values())) for m in metrics},
         best_epoch=best[0] if best else None,
         best_value=best[1] if best else None,
         gap=stat([g for g in (generalisation_gap(h, metric) for h in histories) if g is not None]),
-        training_s=stat([training_seconds(r["timings"]) for r in results if "fit_s" in r.get("timings", {})]),
-        seconds_per_epoch=stat(
-            [r["timings"]["seconds_per_epoch"] for r in results if "seconds_per_epoch" in r.get("timings", {})]
-        ),
+        training_s=stat([training_seconds(t) for t in timings if t.get("fit_s") is not None]),
+        seconds_per_epoch=stat([t["seconds_per_epoch"] for t in timings if t.get("seconds_per_epoch") is not None]),
         devices=tuple(sorted({str(r.get("environment", {}).get("device", "?")) for r in results})),
         seed_printed=dict(variant.seed_printed),
         seed_printed_as=dict(variant.seed_printed_as),
@@ -568,8 +567,8 @@ def run_info(collected: Collected) -> RunInfo:
         for key, value in {"precision": FULL_PRECISION, **run.result.get("environment", {})}.items():
             environment.setdefault(key, set()).add(str(value))
     timings = [r.result.get("timings", {}) for r in done]
-    started = sorted(t["started"] for t in timings if "started" in t)
-    finished = sorted(t["finished"] for t in timings if "finished" in t)
+    started = sorted(t["started"] for t in timings if t.get("started"))
+    finished = sorted(t["finished"] for t in timings if t.get("finished"))
     planned = sorted(e.planned for e in entries if e.planned)
     sources = set()
     for entry in entries:
