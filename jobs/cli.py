@@ -25,7 +25,7 @@ from jobs.loading import LoadedExperiment, load_experiments
 from jobs.plan import BadResources
 from jobs.spec import Backend, Precision
 from jobs.store import Store, StoreUnavailable, open_store
-from jobs.words import count, first_line
+from jobs.words import count, error_line, first_line
 
 DEFAULT_SPECS = [Path("specs")]
 
@@ -333,27 +333,36 @@ def cmd_run(args, console: Console) -> int:
         f"{len(summary.failed)} failed{kept}; results in {args.results}",
         markup=False,
     )
-    if not args.no_report:
-        render_report(store, None, console)
+    reported = args.no_report or render_report(store, None, console)
     for job, reason in summary.failed + summary.kept:
         console.print(f"failed: {job.label} [{job.id}]: {reason} (log: {store.job(job.id).log_uri})", markup=False)
-    return 1 if summary.failed or summary.kept else 0
+    return 1 if summary.failed or summary.kept else 0 if reported else 2
 
 
-def render_report(store: Store, out: Path | None, console: Console) -> None:
+def render_report(store: Store, out: Path | None, console: Console) -> bool:
     """The report into ``out``; by default into the store's ``report/`` folder, a bucket's included (so a
-    run on a cluster leaves it beside the results)."""
+    run on a cluster leaves it beside the results). False, after one line saying why, where it cannot be
+    written there."""
     from jobs.report import write_report
 
-    written = write_report(store, out if out is not None else store.uri_of("report"))
+    target = out if out is not None else store.uri_of("report")
+    try:
+        written = write_report(store, target)
+    except OSError as error:  # a file where the folder belongs, a read-only mount, a full disk
+        console.print(
+            f"report: cannot write into {target} ({error_line(error)}); the results are stored: "
+            f"`regimen report --results {store.uri} --out FOLDER` writes it elsewhere",
+            markup=False,
+        )
+        return False
     console.print(f"report: {written['index.html']}", markup=False)
+    return True
 
 
 def cmd_report(args, console: Console) -> int:
     store = open_store(args.results, must_exist=True)
     # a bucket's report is read here, not written back into the bucket (which may well be read-only)
-    render_report(store, args.out or (None if store.local else Path("report")), console)
-    return 0
+    return 0 if render_report(store, args.out or (None if store.local else Path("report")), console) else 2
 
 
 COMMANDS = {

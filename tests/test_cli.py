@@ -270,6 +270,18 @@ def test_a_store_that_fails_mid_run_stops_it_in_one_line_keeping_what_finished(c
     assert "2 jobs: 1 trained, 1 already stored" in capsys.readouterr().out
 
 
+def test_a_report_that_cannot_be_written_there_is_one_line_and_the_results_stay(capsys, tmp_path):
+    from report_fixtures import suite_store
+
+    suite_store(tmp_path / "results", seeds=1)
+    (tmp_path / "afile").write_text("")
+    assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "afile")]) == 2
+    out = capsys.readouterr().out
+    assert f"report: cannot write into {tmp_path / 'afile'} (NotADirectoryError: " in out
+    assert f"the results are stored: `regimen report --results {tmp_path / 'results'} --out FOLDER`" in out
+    assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out")]) == 0
+
+
 def test_a_storage_librarys_retries_are_one_line_each_without_their_traceback(capsys):
     storage_logs_in_one_line()
     storage_logs_in_one_line()  # main() runs it every time: still one line per record
