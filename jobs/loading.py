@@ -234,6 +234,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
 
 def read_yaml(file: Path) -> tuple[Any, list[SpecError]]:
     name = str(file)
+    if file.exists() and not file.is_file():  # a folder, a pipe, a device: reading would fail or wait forever
+        return None, [SpecError(name, "", "not a file; expected a YAML spec file")]
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -247,6 +249,8 @@ def read_yaml(file: Path) -> tuple[Any, list[SpecError]]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         return None, [SpecError(name, "", f"not valid YAML: {problem}{where}")]
+    except RecursionError:
+        return None, [SpecError(name, "", "not valid YAML here: nested too deeply")]
     if document is None:
         return None, [SpecError(name, "", "the file is empty; expected an experiment (name, dataset, ...)")]
     if not isinstance(document, dict):
@@ -281,7 +285,8 @@ def expand_paths(paths: list[Path]) -> tuple[list[Path], list[SpecError]]:
                 missing = [str(p) for p in listed if not p.is_file()]
                 for i, name in enumerate(suite.experiments):
                     if str(path.parent / name) in missing:
-                        errors.append(SpecError(str(path), f"experiments.{i}", f"no such file '{name}'"))
+                        what = "a folder, not a spec file" if (path.parent / name).is_dir() else "no such file"
+                        errors.append(SpecError(str(path), f"experiments.{i}", f"{what}: '{name}'"))
                 files += [p for p in listed if str(p) not in missing]
         else:
             files.append(path)
@@ -296,6 +301,9 @@ def load_experiments(paths: list[Path]) -> tuple[list[LoadedExperiment], list[Sp
         document, read_errors = read_yaml(file)
         if read_errors:
             errors += read_errors
+            continue
+        if "suite" in document:  # listed by another suite
+            errors.append(SpecError(str(file), "", "a suite, listed by another suite: a suite lists experiment files"))
             continue
         experiment, spec_errors = validate_document(Experiment, document, str(file))
         errors += spec_errors

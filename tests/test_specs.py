@@ -1,5 +1,6 @@
 """The six seed experiments load, and every class of bad spec is refused with file, field and reason."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -260,9 +261,21 @@ def test_missing_file_and_empty_folder(tmp_path):
     assert "holds no *.yaml" in errors_of(tmp_path)[0]
 
 
-def test_a_suite_naming_a_missing_file(tmp_path):
-    path = write(tmp_path, "suite: s\nexperiments: [gone.yaml]\n", "suite.yaml")
-    assert errors_of(tmp_path) == [f"{path}: experiments.0: no such file 'gone.yaml'"]
+def test_a_suite_naming_a_missing_file_a_folder_or_a_suite(tmp_path):
+    path = write(tmp_path, "suite: s\nexperiments: [gone.yaml, sub, suite.yaml]\n", "suite.yaml")
+    (tmp_path / "sub").mkdir()
+    assert errors_of(tmp_path) == [
+        f"{path}: experiments.0: no such file: 'gone.yaml'",
+        f"{path}: experiments.1: a folder, not a spec file: 'sub'",
+        f"{path}: a suite, listed by another suite: a suite lists experiment files",
+    ]
+
+
+def test_a_pipe_or_yaml_nested_past_pythons_recursion_limit_is_one_error(tmp_path):
+    os.mkfifo(tmp_path / "pipe.yaml")  # reading it would wait for a writer forever
+    assert errors_of(tmp_path / "pipe.yaml") == [f"{tmp_path / 'pipe.yaml'}: not a file; expected a YAML spec file"]
+    deep = write(tmp_path, "title: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert errors_of(deep) == [f"{deep}: not valid YAML here: nested too deeply"]
 
 
 def test_two_files_defining_one_experiment(tmp_path, specs_dir):
