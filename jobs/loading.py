@@ -17,8 +17,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from jobs.spec import Experiment, Suite
-from jobs.words import did_you_mean
+from jobs.spec import NAME_PATTERN, NAME_RULE, Experiment, Suite
+from jobs.words import count, did_you_mean
 
 SUITE_FILE = "suite.yaml"
 
@@ -139,9 +139,17 @@ def describe_error(error: dict, model: type[BaseModel] = Experiment) -> str:
         return f"'{given}' is not allowed{did_you_mean(given, options)}; expected one of: {', '.join(options)}"
     if kind == "missing":
         return "required key missing"
+    if kind == "too_short":
+        return f"expected at least {count(ctx['min_length'], 'item')}, got {ctx['actual_length']}"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
+        return f"expected {NAME_RULE} (got {given!r})"
+    if kind == "string_type" and error["loc"][-1] in ("lower_than", "higher_than"):
+        return f"expected the name of a variant (got {given!r}); to compare with a number, use at_least or at_most"
     if kind in ("tuple_type", "list_type"):
         return f"expected a list{_got(given)}"
-    if kind == "model_type":
+    if kind == "model_attributes_type" and error["loc"] == ("dataset",) and isinstance(given, str):
+        return f"expected a mapping such as {{name: {given}}} (got {given!r})"
+    if kind in ("model_type", "model_attributes_type"):
         return f"expected {_mapping_of(model, error['loc'])}{_got(given)}"
     message = error["msg"].removeprefix("Value error, ")
     if not isinstance(given, (dict, list)):

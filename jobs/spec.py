@@ -55,7 +55,7 @@ MAX_PARAMETERS = 100_000_000
 class Strict(BaseModel):
     """Base of every spec model: unknown keys are errors (the loader adds the closest valid key)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- layers
@@ -150,6 +150,11 @@ def parameter_count(dataset: Imdb | Mnist | FashionMnist, layers: tuple[Layer, .
     return shape_and_parameters(dataset, layers)[1]
 
 
+def penalties(layers: tuple[Layer, ...]) -> tuple:
+    """Each dense layer's kernel regularizer, in order: what a model adds to its loss beyond the data's."""
+    return tuple(layer.kernel_regularizer for layer in layers if isinstance(layer, Dense))
+
+
 def expected_output(dataset: Imdb | Mnist | FashionMnist) -> tuple[int, str, str]:
     """(units, activation, loss) the last layer and loss must have for ``dataset``."""
     if isinstance(dataset, Imdb):
@@ -192,7 +197,10 @@ class TrainingOverride(Strict):
 
 # ---------------------------------------------------------------- experiment
 
-Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="lowercase, digits, _ and -")]
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+#: :data:`NAME_PATTERN` in words, for the error that refuses a name
+NAME_RULE = "lowercase letters, digits, _ and -, starting with a letter or digit, at most 64 characters"
+Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lowercase, digits, _ and -")]
 
 
 class Variant(Strict):
@@ -305,6 +313,11 @@ class Experiment(Strict):
         data = self.dataset.name
         if self.training.loss != loss:
             found.append((("training", "loss"), f"{data} needs loss '{loss}', got '{self.training.loss}'"))
+        for i, metric in enumerate(self.training.metrics):
+            if metric.endswith("crossentropy") and metric != loss:  # Keras would fail at the first batch
+                found.append((("training", "metrics", i), f"{data} takes the cross-entropy '{loss}', not '{metric}'"))
+            if self.training.metrics.index(metric) != i:
+                found.append((("training", "metrics", i), f"'{metric}' is listed twice"))
         names = [v.name for v in self.variants]
         for i, variant in enumerate(self.variants):
             if names.index(variant.name) != i:
@@ -354,6 +367,15 @@ class Experiment(Strict):
                 found.append((("claims", i), "a claim compares a variant with itself"))
             if claim.metric not in self.metric_names():
                 found.append((("claims", i, "metric"), self._unknown_metric(claim.metric)))
+            elif claim.metric == "loss" and claim.other in names and self._penalties_differ(claim.variant, claim.other):
+                found.append(
+                    (
+                        ("claims", i, "metric"),
+                        f"'loss' includes the L1/L2 penalties, which differ between '{claim.variant}' and "
+                        f"'{claim.other}', so the penalty alone could decide the claim; compare '{loss}'"
+                        + ("" if loss in self.training.metrics else " (list it in training.metrics)"),
+                    )
+                )
             for field in ("at_least", "at_most"):
                 bound = getattr(claim, field)
                 if claim.metric in FRACTIONS and bound is not None and not 0 <= bound <= 1:
@@ -363,6 +385,11 @@ class Experiment(Strict):
                     percent = f" (for {bound:g}% write {bound / 100:g})" if bound > 1 else ""
                     found.append((("claims", i, field), why + percent))
         return found
+
+    def _penalties_differ(self, a: str, b: str) -> bool:
+        """Whether variants ``a`` and ``b`` add different L1/L2 penalties to their loss."""
+        by_name = {v.name: v for v in self.variants}
+        return penalties(by_name[a].layers) != penalties(by_name[b].layers)
 
     def _unknown_metric(self, name: str) -> str:
         options = self.metric_names()

@@ -107,12 +107,29 @@ def set_layer(index, **fields):
             set_layer(0, kind="dense", units=8, kernel_regularizer={"l1": -1}),
             "variants.0.layers.0.kernel_regularizer.l1: Input should be greater than or equal to 0",
         ),
-        (lambda d: d["variants"][0].update(name="a/b"), "variants.0.name: String should match pattern"),
+        (lambda d: d["variants"][0].update(name="a/b"), "variants.0.name: expected lowercase letters, digits, _ and -"),
         (lambda d: d.update(seeds=0), "seeds: Input should be greater than or equal to 1"),
         (lambda d: d["training"].update(loss="sparse_categorical_crossentropy"), "training.loss: imdb needs loss"),
-        (lambda d: d.update(variants=[]), "variants: Tuple should have at least 1 item"),
+        (lambda d: d.update(variants=[]), "variants: expected at least 1 item, got 0"),
         (lambda d: d["variants"][1].update(name="basic"), "variants.1.name: duplicate variant name 'basic'"),
-        (lambda d: d.update(name="../escape"), "name: String should match pattern"),
+        (lambda d: d.update(name="../escape"), "name: expected lowercase letters, digits, _ and -, starting with a "),
+        (
+            lambda d: d["training"].update(metrics=["accuracy", "sparse_categorical_crossentropy"]),
+            "training.metrics.1: imdb takes the cross-entropy 'binary_crossentropy', not 'sparse_categorical_",
+        ),
+        (
+            lambda d: d["training"].update(metrics=["accuracy", "binary_crossentropy", "accuracy"]),
+            "training.metrics.2: 'accuracy' is listed twice",
+        ),
+        (lambda d: d.update(dataset="imdb"), "dataset: expected a mapping such as {name: imdb} (got 'imdb')"),
+        (
+            lambda d: d["claims"][0].update(lower_than=0.5),
+            "claims.0.lower_than: expected the name of a variant (got 0.5); to compare with a number, use at_least",
+        ),
+        (
+            lambda d: d["training"].update(optimizer={"name": "adam", "learning_rate": float("nan")}),
+            "training.optimizer.learning_rate: Input should be a finite number (got nan)",
+        ),
         (lambda d: d.update(datset={"name": "imdb"}), "unknown key 'datset' (did you mean 'dataset'?)"),
         (lambda d: d["dataset"].update(name="cifar"), "dataset: unknown dataset 'cifar'"),
         (
