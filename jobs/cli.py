@@ -173,13 +173,16 @@ def load_or_exit(paths: list[Path], console: Console) -> list[LoadedExperiment]:
 
 def cmd_validate(args, console: Console) -> int:
     loaded = load_or_exit(args.specs, console)
+    backends = {item.experiment.backend for item in loaded}
+    # parameter counts do not depend on the backend: build on one the specs name, not on the environment's
+    os.environ["KERAS_BACKEND"] = "tensorflow" if "tensorflow" in backends else min(backends)
     from jobs.models import build_model
     from jobs.plan import expand
 
     failed = 0
     for item in loaded:
         experiment = item.experiment
-        params = []
+        params, refused = [], 0
         for i, variant in enumerate(experiment.variants):
             try:
                 model = build_model(
@@ -189,10 +192,13 @@ def cmd_validate(args, console: Console) -> int:
                     precision=experiment.precision,
                 )
             except Exception as error:  # Keras' own refusal, reported like every other spec error
-                failed += 1
+                refused += 1
                 console.print(f"{item.file}: variants.{i}: Keras cannot build this model: {error}", markup=False)
                 continue
             params.append(f"{variant.name} {model.count_params():,}")
+        failed += refused
+        if refused:
+            continue
         jobs = len(expand([experiment]))
         sizes = f"{count(len(experiment.variants), 'variant')}, {count(jobs, 'job')}"
         console.print(
@@ -200,6 +206,7 @@ def cmd_validate(args, console: Console) -> int:
             markup=False,
         )
     if failed:
+        console.print(f"{count(failed, 'model')} Keras cannot build", markup=False)
         return 2
     console.print(f"{count(len(loaded), 'experiment')} valid", markup=False)
     return 0
@@ -404,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     storage_logs_in_one_line()
     args = parser().parse_args(argv)
     # Logs and pipes get whole lines: rich would wrap them at 80 columns
-    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty(), width=None if sys.stdout.isatty() else 200)
+    console = Console(
+        highlight=False, emoji=False, soft_wrap=not sys.stdout.isatty(), width=None if sys.stdout.isatty() else 200
+    )
     ctrl_c = signal.getsignal(signal.SIGINT)
     try:
         return COMMANDS[args.command](args, console)

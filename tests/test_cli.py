@@ -78,6 +78,20 @@ BAD_INPUTS = {
         lambda d: d.__setitem__("backend", "pytorch"),
         "backend: 'pytorch' is not allowed; expected one of: tensorflow, jax",
     ),
+    "an emoji code in a name": (
+        lambda d: d.__setitem__("name", "a:rocket:b"),
+        "name: expected lowercase letters, digits, _ and -, starting with a letter or digit, at most 64 characters "
+        "(got 'a:rocket:b')",  # rich would print a rocket for it
+    ),
+    "infinite cpus": (
+        lambda d: d.__setitem__("resources", {"num_cpus": float("inf")}),
+        "resources.num_cpus: Input should be a finite number (got inf)",
+    ),
+    "no variants": (lambda d: d.__setitem__("variants", []), "variants: expected at least 1 item, got 0"),
+    "a loss claim across penalties": (
+        lambda d: d["claims"][0].__setitem__("metric", "loss"),
+        "claims.0.metric: 'loss' includes the L1/L2 penalties, which differ between 'l1' and 'basic'",
+    ),
     "precision float16": (
         lambda d: d.__setitem__("precision", "float16"),
         "precision: 'float16' is not allowed (did you mean 'float32'?); expected one of: float32, mixed_bfloat16",
@@ -103,6 +117,29 @@ def test_bad_specs_exit_2_with_one_line_and_no_traceback(tmp_path, capsys, case)
         assert out.splitlines()[0].startswith(f"{spec}: ") and expected in out.splitlines()[0]
         assert "Traceback" not in out + err
     assert not (tmp_path / "r").exists()  # nothing was run
+
+
+def test_a_model_keras_refuses_is_not_called_valid(capsys, in_root, monkeypatch):
+    import jobs.models
+
+    build = jobs.models.build_model
+
+    def refuse_dropout(dataset, layers, *args, **kwargs):
+        if any(layer.kind == "dropout" for layer in layers):
+            raise ValueError("no dropout today")
+        return build(dataset, layers, *args, **kwargs)
+
+    monkeypatch.setattr(jobs.models, "build_model", refuse_dropout)
+    assert main(["validate", "specs/dropout.yaml", "specs/l1.yaml"]) == 2
+    out = capsys.readouterr().out
+    assert "specs/dropout.yaml: variants.1: Keras cannot build this model: no dropout today" in out
+    assert "ok  dropout" not in out and "ok  l1" in out
+    assert out.splitlines()[-1] == "1 model Keras cannot build"
+
+
+def test_validate_builds_on_the_backend_the_specs_name_not_the_environments(tmp_path):
+    done = regimen("validate", "specs/l1.yaml", env={"KERAS_BACKEND": "torch"})  # torch is not installed
+    assert done.returncode == 0 and "1 experiment valid" in done.stdout, done.stdout + done.stderr
 
 
 def test_a_bad_spec_exits_2_from_the_command_line_too(tmp_path):
