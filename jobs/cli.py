@@ -255,10 +255,21 @@ def cmd_schema(args, console: Console) -> int:
     return 0
 
 
+def data_dir_usable(data_dir: Path | None, console: Console) -> bool:
+    """Whether ``--data-dir`` names a folder, or is not given; one line saying what it is where not."""
+    if data_dir is None or data_dir.is_dir():
+        return True
+    what = "a file, not a folder" if data_dir.exists() else "no such folder"
+    console.print(f"--data-dir: {what}: '{data_dir}'", markup=False)
+    return False
+
+
 def cmd_data(args, console: Console) -> int:
     from jobs.data import KERAS_ORIGIN, DataCorrupt, canonical_files, check_readable, find_local, location
     from jobs.spec import DATASET_NAMES
 
+    if not data_dir_usable(args.data_dir, console):
+        return 2
     data_dir = args.data_dir or default_data_dir()
     missing = corrupt = 0
     for name in DATASET_NAMES:
@@ -300,9 +311,7 @@ def cmd_run(args, console: Console) -> int:
         off=args.off,
         gpus_per_node=args.gpus_per_node,
     )
-    if args.data_dir is not None and not args.data_dir.is_dir():
-        what = "a file, not a folder" if args.data_dir.exists() else "no such folder"
-        console.print(f"--data-dir: {what}: '{args.data_dir}'", markup=False)
+    if not data_dir_usable(args.data_dir, console):
         return 2
     submitted = bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))  # set by Ray's job manager
     if submitted and Store(args.results).local and not Path(args.results.removeprefix("file://")).is_absolute():

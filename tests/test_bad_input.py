@@ -105,6 +105,8 @@ def test_a_missing_data_dir_or_a_file_given_as_one_is_one_line(tmp_path, capsys,
     for folder, what in ((tmp_path / "none", "no such folder"), (tmp_path / "mnist.npz", "a file, not a folder")):
         assert main(["run", "specs/batchnorm.yaml", "--data-dir", str(folder), "--results", str(tmp_path / "r")]) == 2
         assert capsys.readouterr().out.strip() == f"--data-dir: {what}: '{folder}'"
+        assert main(["data", "--data-dir", str(folder)]) == 2  # not "missing" for every dataset, exit 0
+        assert capsys.readouterr().out.strip() == f"--data-dir: {what}: '{folder}'"
 
 
 def test_without_specs_outside_the_checkout_it_says_where_it_looked(tmp_path, capsys, monkeypatch):
