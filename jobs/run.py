@@ -145,7 +145,10 @@ def replaced_in_report(store: Store, planned: dict) -> tuple[list[str], list[str
         seeds_before = int(before["run"]["seeds"])
         planned_ids = {j["job_id"] for j in planned["jobs"]}
         left_out = [use for use, job in uses_before.items() if job not in planned_ids and store.job(job).is_done()]
-    except (StoreCorrupt, KeyError, TypeError, ValueError):  # no readable manifest before: nothing to compare
+    except StoreCorrupt as error:  # nothing to compare with, and the manifest written now replaces it
+        notice = f"{name}: the manifest of the run before cannot be read ({error}); this run's replaces it"
+        return [notice], []
+    except (KeyError, TypeError, ValueError):  # none before, or one of another shape: nothing to compare
         return [], []
     notices = []
     path_before = before.get("spec_path")  # manifests written before spec_path existed: not compared

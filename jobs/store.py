@@ -36,6 +36,10 @@ JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 EXPERIMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
+#: the states a job's status.json records
+STATUS_STATES = ("running", "interrupted", "done", "failed")
+
+
 class _Stored(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -289,6 +293,11 @@ class JobRecord:
             why = f"{self.store.uri_of('jobs', self.id, 'status.json')} is not a JSON object"
             return "corrupt", {}, why, None, None
         state = status.get("state", "missing")
+        uri = self.store.uri_of("jobs", self.id, "status.json")
+        if state not in ("missing", *STATUS_STATES):
+            return "corrupt", status, f"{uri}: unknown state {state!r}", None, None
+        if state == "missing" and self.store.fs.exists(self.file("result.json")):  # the status lost, not unstarted
+            return "corrupt", status, f"{uri} is missing beside the job's result.json", None, None
         if state != "done":
             return state, status, None, None, None
         result, history, problem = self._read_finished()

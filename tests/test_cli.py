@@ -281,6 +281,11 @@ def test_a_run_over_a_garbled_manifest_of_the_run_before_plans_afresh(capsys, in
     assert main(run) == 0
     assert "2 jobs: 0 trained, 2 already stored" in capsys.readouterr().out
     assert [j["job_id"] for j in store.read_experiment("batchnorm")["jobs"]] != ["../x"]  # planned afresh
+    store.write_bytes(store.experiment_path("batchnorm"), b"{")
+    assert main(run) == 0
+    out = capsys.readouterr().out
+    assert f"notice: batchnorm: the manifest of the run before cannot be read ({tmp_path}/experiments/" in out
+    assert "not valid JSON" in out and "this run's replaces it" in out
 
 
 def test_a_store_that_fails_mid_run_stops_it_in_one_line_keeping_what_finished(capsys, in_root, tmp_path, monkeypatch):

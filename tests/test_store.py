@@ -151,6 +151,21 @@ def test_a_history_of_the_wrong_shape_and_a_garbled_attempt_are_not_a_traceback(
     assert record.attempts() == 0
 
 
+@pytest.mark.parametrize("status", [None, {"state": "weird"}])
+def test_a_result_whose_status_is_lost_or_unknown_is_corrupt_so_a_run_says_it_trains_it_again(tmp_path, status):
+    record = Store(str(tmp_path)).job(JOB)
+    record.start({})
+    record.finish({"loss": [0.7]}, {"test": {"loss": 0.7}}, "")
+    status_file = tmp_path / "jobs" / JOB / "status.json"
+    if status is None:
+        status_file.unlink()
+    else:
+        status_file.write_text(json.dumps(status))
+    state, _, why = record.state()
+    expected = "is missing beside the job's result.json" if status is None else "unknown state 'weird'"
+    assert state == "corrupt" and f"jobs/{JOB}/status.json" in why and expected in why
+
+
 def test_a_folder_where_a_file_belongs_is_corrupt(tmp_path):
     store = Store(str(tmp_path))
     (tmp_path / "experiments" / "x.json").mkdir(parents=True)
