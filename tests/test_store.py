@@ -121,6 +121,14 @@ def test_corrupt_entries_are_not_finished_and_are_named(tmp_path):
     assert state == "corrupt" and f"jobs/{JOB}/status.json is not a JSON object" in why
 
 
+def finished_job(tmp_path):
+    """A job stored finished after one epoch, whose files a test then damages."""
+    record = Store(str(tmp_path)).job(JOB)
+    record.start({})
+    record.finish({"loss": [0.7]}, {"test": {"loss": 0.7}}, "")
+    return record
+
+
 @pytest.mark.parametrize(
     ("result", "problem"),
     [
@@ -132,18 +140,14 @@ def test_corrupt_entries_are_not_finished_and_are_named(tmp_path):
     ],
 )
 def test_a_result_of_the_wrong_shape_is_corrupt(tmp_path, result, problem):
-    record = Store(str(tmp_path)).job(JOB)
-    record.start({})
-    record.finish({"loss": [0.7]}, {"test": {"loss": 0.7}}, "")
+    record = finished_job(tmp_path)
     (tmp_path / "jobs" / JOB / "result.json").write_text(json.dumps(result))
     state, _, why = record.state()
     assert state == "corrupt" and f"jobs/{JOB}/{problem}" in why, why
 
 
 def test_a_history_of_the_wrong_shape_and_a_garbled_attempt_are_not_a_traceback(tmp_path):
-    record = Store(str(tmp_path)).job(JOB)
-    record.start({})
-    record.finish({"loss": [0.7]}, {"test": {"loss": 0.7}}, "")
+    record = finished_job(tmp_path)
     (tmp_path / "jobs" / JOB / "history.json").write_text('{"loss": ["x"]}')
     state, _, why = record.state()
     assert state == "corrupt" and f"jobs/{JOB}/history.json is missing or not per-epoch lists" in why
@@ -153,9 +157,7 @@ def test_a_history_of_the_wrong_shape_and_a_garbled_attempt_are_not_a_traceback(
 
 @pytest.mark.parametrize("status", [None, {"state": "weird"}])
 def test_a_result_whose_status_is_lost_or_unknown_is_corrupt_so_a_run_says_it_trains_it_again(tmp_path, status):
-    record = Store(str(tmp_path)).job(JOB)
-    record.start({})
-    record.finish({"loss": [0.7]}, {"test": {"loss": 0.7}}, "")
+    record = finished_job(tmp_path)
     status_file = tmp_path / "jobs" / JOB / "status.json"
     if status is None:
         status_file.unlink()
