@@ -252,6 +252,12 @@ def refuse_unreachable(address: str) -> None:
     port_note = ""
     if scheme == "ray" and not port.isdigit():  # ray://HOST: gRPC, hence Ray Client, goes to port 443
         host, port, port_note = rest, "443", " (port 443, gRPC's default; Ray Client listens on 10001)"
+    if scheme == "" and address not in ("auto", "local") and not (host and port.isdigit()):
+        why = (  # Ray would log its own traceback for it before raising
+            f"--address {address}: expected HOST:PORT (the cluster's GCS address, port 6379 by default), "
+            "ray://HOST:10001 for Ray Client, or auto"
+        )
+        raise RunRefused([why, NOTHING_TRAINED])
     if scheme not in ("", "ray") or not host or not port.isdigit():
         return  # "auto", or a form Ray parses and reports itself
     try:

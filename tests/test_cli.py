@@ -346,7 +346,9 @@ def closed_port() -> int:
         ("HTTP://127.0.0.1:8265", "is a URL, as the dashboard's (for `ray job submit`)"),
         (f"127.0.0.1:{closed_port()}", "no Ray cluster answers at 127.0.0.1:"),
         ("ray://127.0.0.1", "no Ray cluster answers at ray://127.0.0.1 (port 443, gRPC's default; Ray Client"),
-        ("head-node", "cannot connect to the Ray cluster at head-node: ValueError: Invalid address format"),
+        ("head-node", "--address head-node: expected HOST:PORT (the cluster's GCS address, port 6379 by default)"),
+        (":", "--address :: expected HOST:PORT"),
+        ("localhost:abc", "--address localhost:abc: expected HOST:PORT"),
     ],
 )
 def test_an_address_without_a_ray_cluster_is_refused_at_once(tmp_path, capsys, in_root, monkeypatch, address, expected):
