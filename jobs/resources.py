@@ -71,10 +71,28 @@ def check(
             f"{emulated[0].precision} for {count(len(emulated), 'job')}, but this CPU has no native bfloat16 "
             f"multiply (no {' / '.join(BFLOAT16_FLAGS)} flag): slower than in float32"
         )
+    uncapped = [job for job in jobs if job.resources.gpu_memory_mb and job.resources.memory_cap_mb is None]
+    if uncapped:
+        asked = ", ".join(sorted({f"{job.resources.num_gpus:g}" for job in uncapped}))
+        notices.append(
+            f"gpu_memory_mb ignored for {count(len(uncapped), 'job')}: it caps the memory of a shared GPU "
+            f"(0 < num_gpus < 1), and these ask num_gpus={asked}"
+        )
+    jax_on_cpu = [job for job in jobs if job.backend == "jax" and job.resources.num_gpus == 0]
+    cores = max((node.get("CPU", 0) for node in nodes), default=0)
+    if len(jax_on_cpu) > 1 and any(job.resources.num_cpus < cores for job in jax_on_cpu):
+        notices.append(
+            f"{count(len(jax_on_cpu), 'JAX job')} on CPU: JAX uses every core of its node whatever num_cpus asks, "
+            f"so jobs side by side share the cores; --num-cpus {cores:g} runs one at a time"
+        )
+    by_request: dict[tuple[float, float], list[Job]] = {}
     for job in jobs:
         if not any(fits(job, node) for node in nodes):
-            errors.append(
-                f"job {job.label} ({job.id}) asks for num_cpus={job.resources.num_cpus:g}, "
-                f"num_gpus={job.resources.num_gpus:g}, which no node offers ({describe_nodes(nodes)})"
-            )
+            by_request.setdefault((job.resources.num_cpus, job.resources.num_gpus), []).append(job)
+    for (cpus, gpus), unfit in by_request.items():
+        which = unfit[0].label + (f" and {len(unfit) - 1} more" if len(unfit) > 1 else "")
+        errors.append(
+            f"{count(len(unfit), 'job')} ({which}) {'asks' if len(unfit) == 1 else 'ask'} for num_cpus={cpus:g}, "
+            f"num_gpus={gpus:g}, which no node offers ({describe_nodes(nodes)})"
+        )
     return Feasibility(jobs, notices, errors)

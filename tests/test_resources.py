@@ -1,6 +1,7 @@
 """GPU and CPU requests are checked against the nodes before dispatch: no silent hang."""
 
 import os
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -41,10 +42,11 @@ def test_require_gpu_turns_the_notice_into_an_error(gpu_jobs):
 
 def test_a_cluster_without_gpu_refuses_naming_job_request_and_offer(gpu_jobs):
     result = check(gpu_jobs, [{"CPU": 0.0}, CPU_NODE], local=False)
-    assert len(result.errors) == len(gpu_jobs)
-    message = result.errors[0]
-    assert gpu_jobs[0].label in message and "num_gpus=0.25" in message
-    assert "node 1: CPU 0, GPU 0; node 2: CPU 2, GPU 0" in message
+    (message,) = result.errors  # one line for the jobs asking the same
+    assert message.startswith(f"2 jobs ({gpu_jobs[0].label} and 1 more) ask for num_cpus=1, num_gpus=0.25, ")
+    assert "which no node offers (node 1: CPU 0, GPU 0; node 2: CPU 2, GPU 0)" in message
+    (one,) = check(gpu_jobs[:1], [CPU_NODE], local=False).errors
+    assert one.startswith(f"1 job ({gpu_jobs[0].label}) asks for num_cpus=1, num_gpus=0.25, ")
 
 
 def test_feasible_requests_pass_unchanged(gpu_jobs):
@@ -61,7 +63,26 @@ def test_a_job_asking_all_a_node_has_fits(gpu_jobs):
     whole_node = [with_resources(job, num_cpus=8, num_gpus=1) for job in gpu_jobs]
     assert check(whole_node, [GPU_NODE], local=False).errors == []
     over = [with_resources(job, num_cpus=8, num_gpus=2) for job in gpu_jobs]
-    assert len(check(over, [GPU_NODE], local=False).errors) == len(gpu_jobs)
+    assert len(check(over, [GPU_NODE], local=False).errors) == 1
+
+
+def test_a_memory_cap_that_caps_nothing_is_a_notice(gpu_jobs):
+    whole = [with_resources(job, num_gpus=1) for job in gpu_jobs]  # gpu_memory_mb 2048 from the fixture
+    (notice,) = check(whole, [GPU_NODE], local=False).notices
+    assert notice == (
+        "gpu_memory_mb ignored for 2 jobs: it caps the memory of a shared GPU (0 < num_gpus < 1), and these ask "
+        "num_gpus=1"
+    )
+    assert check(gpu_jobs, [GPU_NODE], local=False).notices == []  # 0.25 of a GPU: capped
+
+
+def test_jax_jobs_side_by_side_on_cpu_are_told_they_share_the_cores(gpu_jobs):
+    jax = [replace(with_resources(job, num_gpus=0, gpu_memory_mb=None), backend="jax") for job in gpu_jobs]
+    (notice,) = check(jax, [CPU_NODE], local=True).notices
+    assert notice.startswith("2 JAX jobs on CPU: JAX uses every core of its node whatever num_cpus asks")
+    assert notice.endswith("--num-cpus 2 runs one at a time")
+    one_at_a_time = [with_resources(job, num_cpus=2) for job in jax]
+    assert check(one_at_a_time, [CPU_NODE], local=True).notices == []
 
 
 def test_jax_starts_with_the_jobs_platform_memory_cap_and_deterministic_kernels():
