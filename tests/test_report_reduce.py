@@ -12,6 +12,7 @@ from report_fixtures import imdb_experiment
 from jobs.report import labels
 from jobs.report.collect import ExperimentRuns, Run
 from jobs.report.reduce import (
+    LEVEL,
     best_epoch,
     combined,
     compare,
@@ -166,8 +167,8 @@ def test_the_interval_lies_on_the_claimed_side_exactly_when_the_claim_is_confirm
     low, high = v.interval
     claimed_side = high < 0 if lower else low > 0
     other_side = low > 0 if lower else high < 0
-    assert (v.verdict == "confirmed") == claimed_side
-    assert (v.verdict == "refuted") == other_side
+    assert (v.verdict == "confirmed") == claimed_side == (v.p_toward_claim <= LEVEL)
+    assert (v.verdict == "refuted") == other_side == (v.p_toward_claim >= 1 - LEVEL)
     assert low <= v.mean <= high
 
 

@@ -64,6 +64,11 @@ def pm(mean: float, std: float | None) -> str:
     return f"{num(mean)} ± {std:.{decimals(mean)}f}"
 
 
+def p_value(p: float) -> str:
+    """A p-value to two significant digits, ``< 0.001`` below that."""
+    return "< 0.001" if p < 0.001 else f"{p:.2g}"
+
+
 def printed(value: float) -> str:
     """A number the course's script printed, as it printed it (up to four significant digits, no padding)."""
     return f"{value:.4g}"

@@ -103,6 +103,7 @@ class Verdict:
     std: float | None = None
     t_toward_claim: float | None = None  # positive where the paired difference goes the claimed way
     t_critical: float | None = None
+    p_toward_claim: float | None = None  # one-sided p-value: the chance of t this far the claimed way by noise alone
     interval: tuple[float, float] | None = None  # 90% confidence interval of the mean difference A - B
     a: Stat | None = None  # A's test metric over ``seeds``
     b: Stat | None = None  # B's, for a comparison
@@ -259,10 +260,11 @@ def compare(claim: Claim, a: dict[int, float], b: dict[int, float]) -> Verdict:
     test = stats.ttest_1samp(diffs, 0.0)  # paired: the differences' mean against none
     critical = t_critical(len(diffs))
     t = sign * float(test.statistic)
+    p = float(stats.t.sf(t, len(diffs) - 1))
     verdict = "confirmed" if t >= critical else "refuted" if t <= -critical else "inconclusive"
     reason = (
         f"difference {labels.pm(mean, std)} over {len(diffs)} seeds, {agree} of {len(diffs)} the claimed way; "
-        f"t = {labels.num(t)} vs critical {critical:.3f}"
+        f"t = {labels.num(t)} vs critical {critical:.3f} (one-sided p = {labels.p_value(p)} the claimed way)"
     )
     return Verdict(
         **base,
@@ -271,6 +273,7 @@ def compare(claim: Claim, a: dict[int, float], b: dict[int, float]) -> Verdict:
         reason=reason,
         t_toward_claim=t,
         t_critical=critical,
+        p_toward_claim=p,
         interval=tuple(map(float, test.confidence_interval(1 - 2 * LEVEL))),
     )
 

@@ -198,6 +198,7 @@ CLAIM_COLUMNS = (
     "interval_90_high",
     "t_toward_claim",
     "t_critical",
+    "p_toward_claim",
     "reason",
 )
 
@@ -209,7 +210,8 @@ def claims_csv_text(report: Report) -> str:
     positive where the difference goes the claimed way (so a "lower than" claim with a negative mean has a
     positive t), and the test confirms the claim at ``t_critical`` or above, exactly when the 90% confidence
     interval of the mean difference (``interval_90_low`` to ``interval_90_high``) lies wholly on the claimed
-    side (the verdict is still inconclusive where planned seeds have no result)."""
+    side, and ``p_toward_claim`` (the one-sided p-value the claimed way) is 0.05 or less; refutes it where
+    that p is 0.95 or more (the verdict is still inconclusive where planned seeds have no result)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, CLAIM_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -220,7 +222,7 @@ def claims_csv_text(report: Report) -> str:
             row |= {"seeds": len(v.values), "seeds_planned": v.planned, "seeds_the_claimed_way": v.agree}
             row |= {"per_seed": " ".join(map(repr, v.values)), "mean": v.mean, "std": v.std}
             row |= dict(zip(("interval_90_low", "interval_90_high"), v.interval or (None, None), strict=True))
-            row |= {k: getattr(v, k) for k in ("t_toward_claim", "t_critical", "reason")}
+            row |= {k: getattr(v, k) for k in ("t_toward_claim", "t_critical", "p_toward_claim", "reason")}
             writer.writerow({k: _csv_value(x) for k, x in row.items()})
     return buffer.getvalue()
 
