@@ -272,6 +272,18 @@ def test_an_experiment_without_claims_whose_headline_metric_is_not_finite_still_
     assert (tmp_path / "report" / "index.html").is_file()
 
 
+def test_a_job_stopped_before_its_first_epoch_is_not_said_to_resume(tmp_path):
+    store = Store(str(tmp_path))
+    experiment = imdb_experiment("stopped", {"basic": {}}, [], seeds=1)
+    ids = plan(store, experiment, seeds=1)
+    record = store.job(ids["basic", 0])
+    record.start({})
+    record.interrupt()  # Ctrl-C while the job waited for a worker
+    (problem,) = build(store)[0].problems
+    assert problem.state == "interrupted" and problem.error.startswith("stopped before any epoch was stored")
+    assert problem.error.endswith("; the next run starts it")
+
+
 def test_corrupt_entries_are_listed_not_fatal(tmp_path):
     store = Store(str(tmp_path / "results"))
     experiment = imdb_experiment(

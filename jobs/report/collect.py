@@ -94,10 +94,13 @@ def _read_job(store: Store, job_id: str) -> tuple[str, str, str, dict | None, di
         return state, record.log_uri, "", result, history
     error = str(status.get("error", "")) if status else "never started"
     if state in ("running", "interrupted"):
-        epochs = count(len(record.resumable_epochs().get("loss", [])), "epoch")
-        error = f"attempt {status.get('attempt', '?')}, {epochs} stored, last update {status.get('updated')}"
-        if state == "interrupted":
-            error += "; the next run resumes it"
+        stored = len(record.resumable_epochs().get("loss", []))
+        if state == "interrupted" and not stored:  # stopped before its first epoch ended, or before it began
+            error = f"stopped before any epoch was stored (last update {status.get('updated')}); the next run starts it"
+        else:
+            epochs = count(stored, "epoch")
+            error = f"attempt {status.get('attempt', '?')}, {epochs} stored, last update {status.get('updated')}"
+            error += "; the next run resumes it" if state == "interrupted" else ""
     log = record.log_uri if store.fs.exists(record.file("log.txt")) else ""  # a job that never ended has none
     return state, log, error, None, None
 
