@@ -133,11 +133,13 @@ def find_local(name: str, data_dir: Path | None) -> tuple[list[Path] | None, lis
 
 
 def check_readable(name: str, files: list[Path]) -> None:
-    """:class:`DataCorrupt` unless the files hold what their format promises (``regimen data``'s check)."""
+    """:class:`DataCorrupt` unless the files hold what a run reads from them: arrays of the right shapes
+    and labels (``regimen data``'s check; IMDB's reviews are not turned into multi-hot rows for it)."""
+    source = str(location(files))
     if name == "imdb":
-        read_npz(files[0])
+        imdb_load_data(read_npz(files[0]), IMDB_OOV_CHAR + 1, source)
     else:
-        read_images(name, files)
+        preprocess_images(*read_images(name, files), source=source)
 
 
 def locate(name: str, data_dir: Path | None = None, download: bool = True) -> list[Path]:
@@ -248,6 +250,7 @@ def imdb_load_data(raw: dict[str, np.ndarray], num_words: int, source: str) -> d
         x, y = raw[f"x_{part}"], np.asarray(raw[f"y_{part}"])
         if len(x) != len(y):
             raise DataCorrupt(f"{source}: x_{part} has {len(x)} rows but y_{part} has {len(y)}")
+        check_labels(y, 2, f"{source}: y_{part}")
         order = np.arange(len(x))
         rng.shuffle(order)
         try:
@@ -255,6 +258,18 @@ def imdb_load_data(raw: dict[str, np.ndarray], num_words: int, source: str) -> d
         except (TypeError, ValueError) as error:
             raise DataCorrupt(f"{source}: x_{part} is not a list of word-index lists ({error})") from None
     return parts
+
+
+def check_labels(labels: np.ndarray, classes: int, what: str) -> None:
+    """:class:`DataCorrupt` unless ``labels`` are class indices 0 to ``classes`` - 1: Keras would fail on
+    others only inside its first training step, with a message that does not name the file."""
+    if labels.size == 0:
+        return
+    whole = np.issubdtype(labels.dtype, np.integer) or bool(np.all(np.mod(labels, 1) == 0))
+    if not whole or labels.min() < 0 or labels.max() >= classes:
+        raise DataCorrupt(
+            f"{what} must be class indices 0 to {classes - 1}; found values from {labels.min()} to {labels.max()}"
+        )
 
 
 def preprocess_imdb(raw: dict[str, np.ndarray], num_words: int, source: str) -> Arrays:
@@ -276,6 +291,7 @@ def preprocess_images(x_train, y_train, x_test, y_test, source: str) -> Arrays:
             )
         if x.dtype != np.uint8:
             raise DataCorrupt(f"{source}: {name} images are {x.dtype}; expected uint8 pixels")
+        check_labels(y, 10, f"{source}: {name} labels")
     return Arrays(
         x_train,
         y_train.astype(np.int64),

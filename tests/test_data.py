@@ -175,6 +175,23 @@ def test_truncated_npz_and_wrong_shapes(tmp_path):
         load(Mnist(name="mnist"), tmp_path)
 
 
+def test_labels_that_are_not_class_indices_are_refused_by_a_run_and_by_regimen_data(tmp_path):
+    path = tmp_path / "mnist.npz"
+    (xa, ya), (xb, _) = fake_images(10, 1), fake_images(5, 2)
+    np.savez(path, x_train=xa, y_train=ya, x_test=xb, y_test=np.full(5, 42))
+    message = r"test labels must be class indices 0 to 9; found values from 42 to 42"
+    with pytest.raises(data.DataCorrupt, match=message):
+        load(Mnist(name="mnist"), tmp_path)
+    with pytest.raises(data.DataCorrupt, match=message):
+        data.check_readable("mnist", [path])
+    imdb = fake_imdb_npz(tmp_path / "imdb.npz")
+    data.check_readable("imdb", [imdb])
+    raw = dict(np.load(imdb, allow_pickle=True))
+    np.savez(imdb, **{**raw, "y_train": raw["y_train"] - 1})  # -1 and 0
+    with pytest.raises(data.DataCorrupt, match=r"y_train must be class indices 0 to 1; found values from -1 to 0"):
+        data.check_readable("imdb", [imdb])
+
+
 def test_a_pickled_object_other_than_lists_is_refused(tmp_path):
     path = tmp_path / "imdb.npz"
     np.savez(path, x_train=np.array([{"a": 1}], dtype=object), y_train=[0], x_test=np.array([[1]]), y_test=[0])
