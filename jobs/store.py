@@ -94,11 +94,15 @@ class StoreUnavailable(Exception):
 def open_store(uri: str, must_exist: bool = False, writable: bool = False) -> Store:
     """The store at ``uri``, checked usable (and ``writable``: a file written and removed there, so that a
     run fails before it starts anything), or :class:`StoreUnavailable` saying why in one line."""
+    if not uri.strip():
+        raise StoreUnavailable("--results is empty: give a folder or a bucket (s3://, gs://)")
     try:
         store = Store(uri)
         exists = store.fs.exists(store.root)
         if exists and not store.fs.isdir(store.root):
             raise StoreUnavailable(f"results store {uri}: not a folder")
+        if store.fs.exists(store.path("jobs", "__init__.py")):  # its jobs/ would be Regimen's own package
+            raise StoreUnavailable(f"results store {uri}: holds Regimen's source code; give a folder of its own")
         has_results = exists and bool(store.experiment_names())
     except StoreUnavailable:
         raise

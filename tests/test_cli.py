@@ -194,6 +194,8 @@ def test_a_missing_dataset_stops_the_run_before_training(tmp_path, monkeypatch, 
         (["run", "--synthetic", "--num-gpus", "0.25"], "--num-gpus 0.25 for overfitting: num_gpus 0.25 shares a GPU"),
         (["run", "--synthetic", "--num-cpus", "0.00001"], "--num-cpus 1e-05 for overfitting: finer than Ray's"),
         (["run", "--synthetic", "--results", "/proc/regimen"], "results store /proc/regimen: cannot write there"),
+        (["run", "--synthetic", "--results", ""], "--results is empty: give a folder or a bucket"),
+        (["plan", "--results", "."], "results store .: holds Regimen's source code; give a folder of its own"),
     ],
 )
 def test_unusable_stores_and_resources_exit_2_in_one_line(args, expected):
