@@ -353,6 +353,14 @@ def lost_process_log(record: JobRecord) -> str:
     return "\n".join([*lines, f"{now()} the process was lost; the lines above end at its last checkpoint"])
 
 
+def where(options: RunOptions) -> str:
+    """What the run starts on, said before Ray's start-up, which takes seconds to tens of seconds."""
+    if options.executor == "local":
+        return "training in this process"
+    address = options.address or os.environ.get("RAY_ADDRESS")
+    return f"connecting to the Ray cluster at {address}" if address else "starting a private Ray on this machine"
+
+
 def start_executor(options: RunOptions) -> tuple[Executor, list[dict[str, float]], bool]:
     """The executor, the resources of the nodes it runs on, and whether those are this machine."""
     if options.executor == "ray":
@@ -435,6 +443,9 @@ def _execute(
         if options.executor == "local":
             select_driver_backend(to_run)
         located = locate_datasets(to_run, options.data_dir)
+        console.print(
+            f"{count(len(to_run), 'job')} to train, {summary.skipped} already stored; {where(options)}", markup=False
+        )
         executor, nodes, local = start_executor(options)
         handle_sigterm()  # after ray.init, which sets a handler of its own
         # only a local run's CPU is the one the jobs will use

@@ -305,6 +305,7 @@ def test_a_store_that_fails_mid_run_stops_it_in_one_line_keeping_what_finished(c
     run = ["run", "specs/dropout.yaml", "--synthetic", "--max-epochs", "1", "--in-process", "--results", str(tmp_path)]
     assert main(run) == 2
     out = capsys.readouterr().out
+    assert out.startswith("2 jobs to train, 0 already stored; training in this process\n"), out
     assert f"results store {tmp_path}: cannot write the outcome of dropout/" in out, out
     assert "(OSError: [Errno 28] No space left on device); the run stopped, and the jobs it stored before" in out
     states = {job: Store(str(tmp_path)).job(job).state()[0] for job in Store(str(tmp_path)).job_ids()}
