@@ -7,7 +7,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("RAY_AUTH_MODE", "token")
-
+# Ray reads RAY_AUTH_MODE once a process, when first imported: imported here, a test that unsets it later
+# (the token advice's tests) cannot turn token authentication off for the session's later Ray clusters
+import ray
 from helpers import ROOT, SPECS
 
 
@@ -26,7 +28,6 @@ def in_root(monkeypatch):
 @pytest.fixture(scope="session")
 def local_ray():
     """A private single-node Ray for the tests that need one, shut down at the end."""
-    ray = pytest.importorskip("ray")
     ray.init(
         address="local",
         num_cpus=2,
