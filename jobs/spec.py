@@ -151,8 +151,9 @@ def parameter_count(dataset: Imdb | Mnist | FashionMnist, layers: tuple[Layer, .
 
 
 def penalties(layers: tuple[Layer, ...]) -> tuple:
-    """Each dense layer's kernel regularizer, in order: what a model adds to its loss beyond the data's."""
-    return tuple(layer.kernel_regularizer for layer in layers if isinstance(layer, Dense))
+    """The kernel regularizers of the dense layers that have one: what a model adds to its loss beyond the
+    data's."""
+    return tuple(layer.kernel_regularizer for layer in layers if isinstance(layer, Dense) and layer.kernel_regularizer)
 
 
 def expected_output(dataset: Imdb | Mnist | FashionMnist) -> tuple[int, str, str]:
@@ -367,12 +368,12 @@ class Experiment(Strict):
                 found.append((("claims", i), "a claim compares a variant with itself"))
             if claim.metric not in self.metric_names():
                 found.append((("claims", i, "metric"), self._unknown_metric(claim.metric)))
-            elif claim.metric == "loss" and claim.other in names and self._penalties_differ(claim.variant, claim.other):
+            elif claim.metric == "loss" and claim.other and (penalised := self._penalised(claim.variant, claim.other)):
                 found.append(
                     (
                         ("claims", i, "metric"),
-                        f"'loss' includes the L1/L2 penalties, which differ between '{claim.variant}' and "
-                        f"'{claim.other}', so the penalty alone could decide the claim; compare '{loss}'"
+                        f"'loss' includes the L1/L2 penalty of {' and '.join(map(repr, penalised))}, so the penalty "
+                        f"could decide the claim; compare '{loss}'"
                         + ("" if loss in self.training.metrics else " (list it in training.metrics)"),
                     )
                 )
@@ -386,10 +387,10 @@ class Experiment(Strict):
                     found.append((("claims", i, field), why + percent))
         return found
 
-    def _penalties_differ(self, a: str, b: str) -> bool:
-        """Whether variants ``a`` and ``b`` add different L1/L2 penalties to their loss."""
+    def _penalised(self, *names: str | None) -> list[str]:
+        """Those of the variants ``names`` whose loss adds an L1/L2 penalty (a claim's other may be None)."""
         by_name = {v.name: v for v in self.variants}
-        return penalties(by_name[a].layers) != penalties(by_name[b].layers)
+        return [name for name in names if name in by_name and penalties(by_name[name].layers)]
 
     def _unknown_metric(self, name: str) -> str:
         options = self.metric_names()

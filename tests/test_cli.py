@@ -90,7 +90,8 @@ BAD_INPUTS = {
     "no variants": (lambda d: d.__setitem__("variants", []), "variants: expected at least 1 item, got 0"),
     "a loss claim across penalties": (
         lambda d: d["claims"][0].__setitem__("metric", "loss"),
-        "claims.0.metric: 'loss' includes the L1/L2 penalties, which differ between 'l1' and 'basic'",
+        "claims.0.metric: 'loss' includes the L1/L2 penalty of 'l1', so the penalty could decide the claim; compare "
+        "'binary_crossentropy'",
     ),
     "precision float16": (
         lambda d: d.__setitem__("precision", "float16"),

@@ -242,6 +242,14 @@ def test_an_image_model_without_flatten_is_refused_before_it_trains(tmp_path):
     assert all("layers: the model's output for one example has shape (28, 10), not one vector; " in e for e in errors)
 
 
+def test_a_loss_claim_between_variants_without_penalties_is_valid(tmp_path):
+    document = yaml.safe_load((SPECS / "overfitting.yaml").read_text())  # 3 against 6 layers, no L1/L2
+    document["claims"] = [{"variant": "overfit", "metric": "loss", "higher_than": "basic"}]
+    path = write(tmp_path, yaml.safe_dump(document))
+    loaded, errors = load_experiments([path])
+    assert errors == [] and len(loaded) == 1
+
+
 def test_a_shared_gpu_needs_a_memory_cap(tmp_path):
     (error,) = errors_of(l1_with(tmp_path, lambda d: d.update(resources={"num_gpus": 0.25})))
     assert "resources: num_gpus 0.25 shares a GPU: give gpu_memory_mb too" in error
