@@ -298,7 +298,7 @@ def cmd_data(args, console: Console) -> int:
 
 
 def cmd_run(args, console: Console) -> int:
-    from jobs.run import RunOptions, RunRefused, Terminated, execute
+    from jobs.run import RunOptions, RunRefused, StoreFailed, Terminated, execute
 
     loaded = load_or_exit(args.specs, console)
     options = RunOptions(
@@ -329,6 +329,9 @@ def cmd_run(args, console: Console) -> int:
         for line in refused.lines:
             console.print(line, markup=False, soft_wrap=True)
         return 2
+    except StoreFailed as failed:
+        console.print(str(failed), markup=False)
+        return WRITE_FAILED
     except KeyboardInterrupt as stop:
         if threading.current_thread() is threading.main_thread():  # the run is over: another Ctrl-C while it
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # says so and exits would only print a traceback (main)
@@ -352,7 +355,11 @@ def cmd_run(args, console: Console) -> int:
     reported = args.no_report or render_report(store, None, console)
     for job, reason in summary.failed + summary.kept:
         console.print(f"failed: {job.label} [{job.id}]: {reason} (log: {store.job(job.id).log_uri})", markup=False)
-    return 1 if summary.failed or summary.kept else 0 if reported else 2
+    return 1 if summary.failed or summary.kept else 0 if reported else WRITE_FAILED
+
+
+#: The exit code of a run or report that could not write what it had made (results store, report folder)
+WRITE_FAILED = 3
 
 
 def render_report(store: Store, out: Path | None, console: Console) -> bool:
@@ -378,7 +385,7 @@ def render_report(store: Store, out: Path | None, console: Console) -> bool:
 def cmd_report(args, console: Console) -> int:
     store = open_store(args.results, must_exist=True)
     # a bucket's report is read here, not written back into the bucket (which may well be read-only)
-    return 0 if render_report(store, args.out or (None if store.local else Path("report")), console) else 2
+    return 0 if render_report(store, args.out or (None if store.local else Path("report")), console) else WRITE_FAILED
 
 
 COMMANDS = {

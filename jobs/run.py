@@ -28,7 +28,7 @@ from jobs.loading import LoadedExperiment
 from jobs.plan import Job, data_key, expand, seeds_of
 from jobs.progress import Progress
 from jobs.resources import check
-from jobs.store import JobRecord, Store, StoreCorrupt, StoreUnavailable, now
+from jobs.store import JobRecord, Store, StoreCorrupt, now
 from jobs.words import count, error_line
 
 #: The last line of every refusal: a refused run writes and trains nothing.
@@ -43,7 +43,7 @@ class RunRefused(Exception):
         self.lines = lines
 
 
-class StoreFailed(StoreUnavailable):
+class StoreFailed(Exception):
     """A write to the results store failed during the run (disk full, permissions, a bucket's outage): the
     run stops as Ctrl-C stops it, keeping what the store already holds."""
 

@@ -304,7 +304,7 @@ def test_a_store_that_fails_mid_run_stops_it_in_one_line_keeping_what_finished(c
 
     monkeypatch.setattr(JobRecord, "finish", disk_full_after_one)
     run = ["run", "specs/dropout.yaml", "--synthetic", "--max-epochs", "1", "--in-process", "--results", str(tmp_path)]
-    assert main(run) == 2
+    assert main(run) == 3
     out = capsys.readouterr().out
     assert out.startswith("2 jobs to train, 0 already stored; training in this process\n"), out
     assert f"results store {tmp_path}: cannot write the outcome of dropout/" in out, out
@@ -321,7 +321,7 @@ def test_a_report_that_cannot_be_written_there_is_one_line_and_the_results_stay(
 
     suite_store(tmp_path / "results", seeds=1)
     (tmp_path / "afile").write_text("")
-    assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "afile")]) == 2
+    assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "afile")]) == 3
     out = capsys.readouterr().out
     assert f"report: cannot write into {tmp_path / 'afile'} (NotADirectoryError: " in out
     assert f"the results are stored: `regimen report --results {tmp_path / 'results'} --out FOLDER`" in out
