@@ -41,7 +41,7 @@ STATUS_STATES = ("running", "interrupted", "done", "failed")
 
 
 class _Stored(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)  # strict: "12" is no number of parameters
 
 
 class StoredTimings(_Stored):
@@ -321,7 +321,7 @@ class JobRecord:
         except ValidationError as invalid:
             return None, None, f"{self.store.uri_of('jobs', self.id, 'result.json')}: {_first_problem(invalid)}"
         try:
-            per_epoch = bool(history) and bool(STORED_HISTORY.validate_python(history))
+            per_epoch = bool(history) and bool(STORED_HISTORY.validate_python(history, strict=True))
         except ValidationError:
             per_epoch = False
         if not per_epoch:

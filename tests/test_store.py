@@ -137,6 +137,9 @@ def finished_job(tmp_path):
         ({"test": {"loss": 0.7}, "environment": []}, "result.json: environment: Input should be a valid dictionary"),
         ({"test": {"loss": 0.7}, "timings": {"fit_s": "x"}}, "result.json: timings.fit_s: Input should be a valid"),
         ({"test": {"loss": "low"}}, "result.json: test.loss: Input should be a valid number"),
+        ({"test": {"loss": "0.5"}}, "result.json: test.loss: Input should be a valid number"),
+        ({"test": {"accuracy": True}}, "result.json: test.accuracy: Input should be a valid number"),
+        ({"test": {"loss": 0.7}, "params": "12"}, "result.json: params: Input should be a valid integer"),
     ],
 )
 def test_a_result_of_the_wrong_shape_is_corrupt(tmp_path, result, problem):
