@@ -173,9 +173,8 @@ def load_or_exit(paths: list[Path], console: Console) -> list[LoadedExperiment]:
 
 def cmd_validate(args, console: Console) -> int:
     loaded = load_or_exit(args.specs, console)
-    backends = {item.experiment.backend for item in loaded}
-    # parameter counts do not depend on the backend: build on one the specs name, not on the environment's
-    os.environ["KERAS_BACKEND"] = "tensorflow" if "tensorflow" in backends else min(backends)
+    if "keras" not in sys.modules:  # parameter counts are the same on every backend: build on the installed one
+        os.environ["KERAS_BACKEND"] = "tensorflow"
     from jobs.models import build_model
     from jobs.plan import expand
 
