@@ -39,11 +39,13 @@ def check(
     local: bool,
     require_gpu: bool = False,
     native_bfloat16: bool | None = None,
+    side_by_side: bool = True,
 ) -> Feasibility:
     """Jobs every node is too small for are errors — except GPU requests on a local machine with no GPU,
     which run on CPU after a notice unless ``require_gpu``. ``native_bfloat16``: whether this machine's CPU
     multiplies bfloat16 natively (``cpus.native_bfloat16``); when it does not, local CPU jobs in reduced
-    precision get a notice that they will be slower, not faster."""
+    precision get a notice that they will be slower, not faster. ``side_by_side``: whether jobs may run at
+    the same time (Ray), not one after another (``--in-process``)."""
     notices: list[str] = []
     errors: list[str] = []
     has_gpu = any(node.get("GPU", 0) > 0 for node in nodes)
@@ -80,10 +82,10 @@ def check(
         )
     jax_on_cpu = [job for job in jobs if job.backend == "jax" and job.resources.num_gpus == 0]
     cores = max((node.get("CPU", 0) for node in nodes), default=0)
-    if len(jax_on_cpu) > 1 and any(job.resources.num_cpus < cores for job in jax_on_cpu):
+    if side_by_side and len(jax_on_cpu) > 1 and any(job.resources.num_cpus < cores for job in jax_on_cpu):
         notices.append(
             f"{count(len(jax_on_cpu), 'JAX job')} on CPU: JAX uses every core of its node whatever num_cpus asks, "
-            f"so jobs side by side share the cores; --num-cpus {cores:g} runs one at a time"
+            f"so jobs side by side share the cores; --num-cpus {cores:g} runs one at a time on each node"
         )
     by_request: dict[tuple[float, float], list[Job]] = {}
     for job in jobs:

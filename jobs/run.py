@@ -449,7 +449,9 @@ def _execute(
         executor, nodes, local = start_executor(options)
         handle_sigterm()  # after ray.init, which sets a handler of its own
         # only a local run's CPU is the one the jobs will use
-        feasibility = check(to_run, nodes, local, options.require_gpu, native_bfloat16() if local else None)
+        side_by_side = options.executor == "ray"
+        bfloat16 = native_bfloat16() if local else None
+        feasibility = check(to_run, nodes, local, options.require_gpu, bfloat16, side_by_side)
         if feasibility.errors:
             raise RunRefused([*feasibility.errors, NOTHING_TRAINED])
         to_run = feasibility.jobs

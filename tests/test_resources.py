@@ -80,9 +80,10 @@ def test_jax_jobs_side_by_side_on_cpu_are_told_they_share_the_cores(gpu_jobs):
     jax = [replace(with_resources(job, num_gpus=0, gpu_memory_mb=None), backend="jax") for job in gpu_jobs]
     (notice,) = check(jax, [CPU_NODE], local=True).notices
     assert notice.startswith("2 JAX jobs on CPU: JAX uses every core of its node whatever num_cpus asks")
-    assert notice.endswith("--num-cpus 2 runs one at a time")
+    assert notice.endswith("--num-cpus 2 runs one at a time on each node")
     one_at_a_time = [with_resources(job, num_cpus=2) for job in jax]
     assert check(one_at_a_time, [CPU_NODE], local=True).notices == []
+    assert check(jax, [CPU_NODE], local=True, side_by_side=False).notices == []  # --in-process: one after another
 
 
 def test_jax_starts_with_the_jobs_platform_memory_cap_and_deterministic_kernels():
