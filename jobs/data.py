@@ -263,6 +263,8 @@ def imdb_load_data(raw: dict[str, np.ndarray], num_words: int, source: str) -> d
 def check_labels(labels: np.ndarray, classes: int, what: str) -> None:
     """:class:`DataCorrupt` unless ``labels`` are class indices 0 to ``classes`` - 1: Keras would fail on
     others only inside its first training step, with a message that does not name the file."""
+    if not np.issubdtype(labels.dtype, np.number):
+        raise DataCorrupt(f"{what} are {labels.dtype}; expected class indices 0 to {classes - 1}")
     if labels.size == 0:
         return
     whole = np.issubdtype(labels.dtype, np.integer) or bool(np.all(np.mod(labels, 1) == 0))

@@ -184,6 +184,9 @@ def test_labels_that_are_not_class_indices_are_refused_by_a_run_and_by_regimen_d
         load(Mnist(name="mnist"), tmp_path)
     with pytest.raises(data.DataCorrupt, match=message):
         data.check_readable("mnist", [path])
+    np.savez(path, x_train=xa, y_train=ya.astype(str), x_test=xb, y_test=np.zeros(5, np.uint8))
+    with pytest.raises(data.DataCorrupt, match=r"train labels are <U\d+; expected class indices 0 to 9"):
+        data.check_readable("mnist", [path])
     imdb = fake_imdb_npz(tmp_path / "imdb.npz")
     data.check_readable("imdb", [imdb])
     raw = dict(np.load(imdb, allow_pickle=True))
