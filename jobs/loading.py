@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from jobs.spec import NAME_PATTERN, NAME_RULE, Experiment, Suite
-from jobs.words import count, did_you_mean
+from jobs.words import count, did_you_mean, first_line
 
 SUITE_FILE = "suite.yaml"
 
@@ -255,7 +255,7 @@ def read_yaml(file: Path) -> tuple[Any, list[SpecError]]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        problem = getattr(error, "problem", None) or first_line(str(error))
         return None, [SpecError(name, "", f"not valid YAML: {problem}{where}")]
     except RecursionError:
         return None, [SpecError(name, "", "not valid YAML here: nested too deeply")]

@@ -330,14 +330,16 @@ def max_gpus_per_node(shapes: list[dict[str, float]], all_known: bool, stated: i
 
 
 def persist(store: Store, outcome: Outcome) -> None:
-    record = store.job(outcome.job.id)
-    if outcome.failure is None:
-        output = outcome.output
-        record.finish(output["history"], output["result"], output["log"])
-    elif not outcome.failure.superseded:  # else the process that took the job over owns its entry
-        failure = outcome.failure
+    """Store a job's outcome; :class:`StoreFailed` where the store does not take it."""
+    record, failure = store.job(outcome.job.id), outcome.failure
+    if failure is None:
+        history, result, log = (outcome.output[key] for key in ("history", "result", "log"))
+        with writing(store, f"the outcome of {outcome.job.label}"):
+            record.finish(history, result, log)
+    elif not failure.superseded:  # else the process that took the job over owns its entry
         log = failure.log or lost_process_log(record)
-        record.fail(failure.reason, failure.details, log, failure.history, retry=failure.retry)
+        with writing(store, f"the outcome of {outcome.job.label}"):
+            record.fail(failure.reason, failure.details, log, failure.history, retry=failure.retry)
 
 
 def lost_process_log(record: JobRecord) -> str:
@@ -358,6 +360,8 @@ def where(options: RunOptions) -> str:
     if options.executor == "local":
         return "training in this process"
     address = options.address or os.environ.get("RAY_ADDRESS")
+    if address == "local":
+        return "starting a Ray on this machine (address local)"
     return f"connecting to the Ray cluster at {address}" if address else "starting a private Ray on this machine"
 
 
@@ -480,8 +484,7 @@ def _execute(
             outcomes = executor.run(to_run, datasets, store.uri_of(), progress.refresh)
             del datasets  # the executor owns them now: Ray keeps them in its object store, not twice here
             for outcome in outcomes:
-                with writing(store, f"the outcome of {outcome.job.label}"):
-                    persist(store, outcome)
+                persist(store, outcome)
                 delivered.add(outcome.job.id)
                 progress.finished(outcome)
                 if outcome.failure is None:
