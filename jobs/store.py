@@ -223,18 +223,29 @@ class JobRecord:
     def checkpoint_file(self) -> str:
         return self.file("checkpoint.zip")
 
+    def uri(self, name: str) -> str:
+        """Where the job's file ``name`` is, as messages name it."""
+        return self.store.uri_of("jobs", self.id, name)
+
     @property
     def log_uri(self) -> str:
-        return self.store.uri_of("jobs", self.id, "log.txt")
+        return self.uri("log.txt")
+
+    def _status(self) -> tuple[dict | None, str | None]:
+        """(the job's status.json, None before the job started; why it cannot be read, or None)."""
+        try:
+            status = self.store.read_json(self.file("status.json"))
+        except StoreCorrupt as error:
+            return None, str(error)
+        if status is None or isinstance(status, dict):
+            return status, None
+        return None, f"{self.uri('status.json')} is not a JSON object"
 
     def status(self) -> dict | None:
         """The job's status.json; None before the job started; ``{"state": "corrupt"}`` where it is not a
         readable JSON object."""
-        try:
-            status = self.store.read_json(self.file("status.json"))
-        except StoreCorrupt:
-            return {"state": "corrupt"}
-        return status if status is None or isinstance(status, dict) else {"state": "corrupt"}
+        status, why = self._status()
+        return {"state": "corrupt"} if why else status
 
     def result(self) -> dict | None:
         return self.store.read_json(self.file("result.json"))
@@ -289,19 +300,15 @@ class JobRecord:
         "interrupted", "failed", "done" (a finished job's readable entry, with its result and history) or
         "corrupt" with the reason. Reads the status once, and the result and history only where it says
         done."""
-        try:
-            status = self.store.read_json(self.file("status.json")) or {}
-        except StoreCorrupt as error:
-            return "corrupt", {}, str(error), None, None
-        if not isinstance(status, dict):
-            why = f"{self.store.uri_of('jobs', self.id, 'status.json')} is not a JSON object"
+        status, why = self._status()
+        if why:
             return "corrupt", {}, why, None, None
+        status = status or {}
         state = status.get("state", "missing")
-        uri = self.store.uri_of("jobs", self.id, "status.json")
         if state not in ("missing", *STATUS_STATES):
-            return "corrupt", status, f"{uri}: unknown state {state!r}", None, None
+            return "corrupt", status, f"{self.uri('status.json')}: unknown state {state!r}", None, None
         if state == "missing" and self.store.fs.exists(self.file("result.json")):  # the status lost, not unstarted
-            return "corrupt", status, f"{uri} is missing beside the job's result.json", None, None
+            return "corrupt", status, f"{self.uri('status.json')} is missing beside the job's result.json", None, None
         if state != "done":
             return state, status, None, None, None
         result, history, problem = self._read_finished()
@@ -315,17 +322,17 @@ class JobRecord:
         except StoreCorrupt as error:
             return None, None, str(error)
         if not (isinstance(result, dict) and isinstance(result.get("test"), dict)):
-            return None, None, f"{self.store.uri_of('jobs', self.id, 'result.json')} is missing or has no test metrics"
+            return None, None, f"{self.uri('result.json')} is missing or has no test metrics"
         try:
             StoredResult.model_validate(result)
         except ValidationError as invalid:
-            return None, None, f"{self.store.uri_of('jobs', self.id, 'result.json')}: {_first_problem(invalid)}"
+            return None, None, f"{self.uri('result.json')}: {_first_problem(invalid)}"
         try:
             per_epoch = bool(history) and bool(STORED_HISTORY.validate_python(history, strict=True))
         except ValidationError:
             per_epoch = False
         if not per_epoch:
-            return None, None, f"{self.store.uri_of('jobs', self.id, 'history.json')} is missing or not per-epoch lists"
+            return None, None, f"{self.uri('history.json')} is missing or not per-epoch lists"
         return result, history, None
 
     def attempts(self) -> int:
