@@ -129,6 +129,14 @@ def finished_job(tmp_path):
     return record
 
 
+def replace_or_remove(path, value):
+    """Damage a stored file: remove it (``value`` None), or replace it with ``value`` as JSON."""
+    if value is None:
+        path.unlink()
+    else:
+        path.write_text(json.dumps(value))
+
+
 @pytest.mark.parametrize(
     ("result", "problem"),
     [
@@ -161,11 +169,7 @@ def test_a_history_of_the_wrong_shape_and_a_garbled_attempt_are_not_a_traceback(
 @pytest.mark.parametrize("status", [None, {"state": "weird"}])
 def test_a_result_whose_status_is_lost_or_unknown_is_corrupt_so_a_run_says_it_trains_it_again(tmp_path, status):
     record = finished_job(tmp_path)
-    status_file = tmp_path / "jobs" / JOB / "status.json"
-    if status is None:
-        status_file.unlink()
-    else:
-        status_file.write_text(json.dumps(status))
+    replace_or_remove(tmp_path / "jobs" / JOB / "status.json", status)
     state, _, why = record.state()
     expected = "is missing beside the job's result.json" if status is None else "unknown state 'weird'"
     assert state == "corrupt" and f"jobs/{JOB}/status.json" in why and expected in why
@@ -192,11 +196,7 @@ def test_a_finished_job_without_the_metrics_of_its_epochs_is_not_finished(tmp_pa
     record.start({})
     record.finish({"loss": [0.7, 0.6]}, {"test": {"loss": 0.6}}, "")
     assert record.is_done()
-    history_file = tmp_path / "jobs" / JOB / "history.json"
-    if history is None:
-        history_file.unlink()
-    else:
-        history_file.write_text(json.dumps(history))
+    replace_or_remove(tmp_path / "jobs" / JOB / "history.json", history)
     state, _, why = record.state()
     assert state == "corrupt" and f"jobs/{JOB}/history.json is missing or not per-epoch lists" in why
 
