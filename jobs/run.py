@@ -28,7 +28,7 @@ from jobs.loading import LoadedExperiment
 from jobs.plan import Job, data_key, expand, seeds_of
 from jobs.progress import Progress
 from jobs.resources import check
-from jobs.store import JobRecord, Store, StoreCorrupt, now
+from jobs.store import JobRecord, Store, StoreBusy, StoreCorrupt, now
 from jobs.words import count, error_line
 
 #: The last line of every refusal: a refused run writes and trains nothing.
@@ -414,7 +414,10 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
             signal.signal(signal.SIGTERM, terminate)
 
     try:
-        return _execute(experiments, store, options, console, handle_sigterm)
+        with store.hold_for_run():
+            return _execute(experiments, store, options, console, handle_sigterm)
+    except StoreBusy as busy:
+        raise RunRefused([str(busy), NOTHING_TRAINED]) from None
     except KeyboardInterrupt:
         if terminated.is_set():
             raise Terminated from None

@@ -11,6 +11,7 @@ Layout under the root (a folder, or a URI such as ``s3://bucket/prefix``)::
     jobs/<job id>/epochs.json       the attempt in progress: every epoch it finished, the same shape
     jobs/<job id>/checkpoint.zip    the attempt in progress: weights, epochs done, random state (jobs.checkpoint)
     jobs/<job id>/owner.json        the attempt in progress: which task trains it (:meth:`JobRecord.claim`)
+    run.lock                        held by the run writing here, with who it is (:meth:`Store.hold_for_run`)
 
 The driver alone writes ``status.json``; the task training a job writes its epochs, checkpoint and
 ``owner.json``, so neither overwrites what the other just wrote. A job is finished when its status says ``done``
@@ -21,9 +22,14 @@ result until the new one replaces it. JSON only: nothing read from the store is 
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
+import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -85,6 +91,10 @@ def _first_problem(invalid: ValidationError) -> str:
 
 class StoreCorrupt(Exception):
     """A store file that exists but cannot be read as JSON."""
+
+
+class StoreBusy(Exception):
+    """Another run holds the results folder (:meth:`Store.hold_for_run`)."""
 
 
 class StoreUnavailable(Exception):
@@ -172,6 +182,42 @@ class Store:
             ) from None
         except (IsADirectoryError, NotADirectoryError):  # a folder where the file belongs, or a file above it
             raise StoreCorrupt(f"{self.uri_of(path.removeprefix(self.root).lstrip('/'))}: not a file") from None
+
+    # -- one run at a time ------------------------------------------------------------------------
+
+    @contextmanager
+    def hold_for_run(self) -> Iterator[None]:
+        """Hold a local results folder for one run, or raise :class:`StoreBusy` naming the run holding it.
+
+        Two runs writing one folder would each take over the other's jobs (:meth:`JobRecord.start`), so
+        each would stop the other's training at its next epoch. The hold is an advisory ``flock`` on
+        ``run.lock``, which the operating system releases when the holder's process ends however it ends, so
+        no stale lock outlives a killed run. A bucket has no such lock: runs sharing one are not detected;
+        neither are they on a network file system that does not support ``flock`` (the run goes on).
+        """
+        if not self.local:
+            yield
+            return
+        self.fs.makedirs(self.root, exist_ok=True)
+        descriptor = os.open(self.path("run.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+            except BlockingIOError:
+                holder = os.read(descriptor, 1024).decode(errors="replace").strip() or "a run that has not said who"
+                raise StoreBusy(
+                    f"results store {self.uri}: another `regimen run` is writing there ({holder}); wait for it to "
+                    "end, or give this run a --results of its own"
+                ) from None
+            except OSError:  # a file system without flock: the run goes on unguarded, as on a bucket
+                locked = False
+            if locked:
+                os.ftruncate(descriptor, 0)
+                os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()}, since {now()}".encode())
+            yield
+        finally:
+            os.close(descriptor)
 
     # -- jobs and experiments -----------------------------------------------------------------------
 

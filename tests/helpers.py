@@ -4,6 +4,8 @@ with other resources."""
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,3 +47,22 @@ def smoke_run(
 def with_resources(job, **resources):
     """``job`` asking for other resources (``num_cpus``, ``num_gpus``, ``gpu_memory_mb``), same id."""
     return replace(job, resources=job.resources.model_copy(update=resources))
+
+
+@contextmanager
+def another_run_holding(results: Path) -> Iterator[subprocess.Popen]:
+    """A process holding ``results`` as a running ``regimen run`` does (``Store.hold_for_run``) until the
+    block ends, when it is killed (SIGKILL: as a crashed run ends)."""
+    hold = "import sys, time; from jobs.store import Store; run = Store(sys.argv[1]).hold_for_run(); run.__enter__()"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold + "; print('held', flush=True); time.sleep(600)", str(results)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

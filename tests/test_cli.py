@@ -7,7 +7,7 @@ import socket
 import numpy as np
 import pytest
 import yaml
-from helpers import ROOT, SPECS, regimen
+from helpers import ROOT, SPECS, another_run_holding, regimen
 
 from jobs import data
 from jobs.cli import main, storage_logs_in_one_line
@@ -371,6 +371,15 @@ def test_a_submitted_job_refuses_a_relative_results_folder_ray_would_delete(tmp_
         assert main(["run", "specs/dropout.yaml", "--synthetic", "--results", results, "--in-process"]) == 2
         assert f"--results {results}: in a job submitted to Ray" in capsys.readouterr().out
     assert not (ROOT / "results-here").exists()
+
+
+def test_a_run_into_a_folder_another_run_is_writing_is_refused(tmp_path, capsys, in_root):
+    with another_run_holding(tmp_path) as holder:
+        code = main(["run", "specs/dropout.yaml", "--synthetic", "--results", str(tmp_path), "--in-process"])
+    out = capsys.readouterr().out
+    assert code == 2 and f"another `regimen run` is writing there (pid {holder.pid} on " in out, out
+    assert "give this run a --results of its own" in out and out.rstrip().endswith("nothing was trained")
+    assert not (tmp_path / "jobs").exists() and not (tmp_path / "experiments").exists()
 
 
 def test_data_says_where_each_dataset_is_found_and_how_to_stage_the_missing(tmp_path, capsys, monkeypatch):

@@ -4,8 +4,9 @@ import json
 import os
 
 import pytest
+from helpers import another_run_holding
 
-from jobs.store import Store, StoreCorrupt
+from jobs.store import Store, StoreBusy, StoreCorrupt
 
 JOB = "0123456789abcdef"
 
@@ -220,3 +221,17 @@ def test_a_remote_uri_goes_through_fsspec(tmp_path):
     assert not store.local and record.is_done()
     assert Store("memory://regimen-test/results").job_ids() == [JOB]
     assert record.log_uri.startswith("memory://")
+
+
+def test_a_results_folder_is_held_by_one_run_until_its_process_ends(tmp_path):
+    results = tmp_path / "results"
+    store = Store(str(results))
+    with another_run_holding(results) as holder, pytest.raises(StoreBusy) as busy, store.hold_for_run():
+        pass
+    assert f"another `regimen run` is writing there (pid {holder.pid} on " in str(busy.value)
+    # the holder was killed: the system released its lock, no stale lock is left
+    second = Store(str(results))
+    with store.hold_for_run(), pytest.raises(StoreBusy, match=f"pid {os.getpid()} on "), second.hold_for_run():
+        pass
+    with store.hold_for_run():  # released when the run ends
+        pass
