@@ -21,7 +21,7 @@ from rich.console import Console
 
 from jobs.data import default_data_dir
 from jobs.execution import LEVERS, UnknownLever, levers_off
-from jobs.loading import LoadedExperiment, load_experiments
+from jobs.loading import LoadedExperiment, left_out_by_suites, load_experiments
 from jobs.plan import BadResources
 from jobs.spec import Backend, Precision
 from jobs.store import Store, StoreUnavailable, open_store
@@ -163,6 +163,8 @@ def load_or_exit(paths: list[Path], console: Console) -> list[LoadedExperiment]:
         )
         raise SystemExit(2)
     loaded, errors = load_experiments(paths or DEFAULT_SPECS)
+    for line in left_out_by_suites(paths or DEFAULT_SPECS):
+        console.print(f"notice: {line}", markup=False, soft_wrap=True)
     if errors:
         for error in errors:
             console.print(str(error), markup=False, soft_wrap=True)

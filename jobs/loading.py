@@ -302,6 +302,27 @@ def expand_paths(paths: list[Path]) -> tuple[list[Path], list[SpecError]]:
     return [Path(p).relative_to(Path.cwd()) if Path(p).is_relative_to(Path.cwd()) else p for p in unique], errors
 
 
+def left_out_by_suites(paths: list[Path]) -> list[str]:
+    """One line for each spec file in a folder of ``paths`` that the folder's suite file does not list: a
+    folder with a suite stands for the suite alone, so a file added beside it is not run, and says so."""
+    lines = []
+    for folder in paths:
+        suite = folder / SUITE_FILE
+        if not (folder.is_dir() and suite.is_file()):
+            continue
+        document, errors = read_yaml(suite)
+        listed = None if errors else document.get("experiments")
+        if not isinstance(listed, list):  # an invalid suite is an error of its own (expand_paths)
+            continue
+        named = {(folder / str(name)).resolve() for name in listed}
+        lines += [
+            f"{file}: not listed in {suite}, so not loaded (name the file, or add it to the suite's experiments)"
+            for file in sorted(folder.glob("*.yaml"))
+            if file.name != SUITE_FILE and file.resolve() not in named
+        ]
+    return lines
+
+
 def load_experiments(paths: list[Path]) -> tuple[list[LoadedExperiment], list[SpecError]]:
     files, errors = expand_paths(paths)
     loaded: list[LoadedExperiment] = []

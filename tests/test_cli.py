@@ -18,7 +18,18 @@ def test_validate_prints_the_six_experiments(capsys, in_root):
     out = capsys.readouterr().out
     for name, params in [("overfitting", "706,369"), ("batchnorm", "382,026"), ("fashion", "284,234")]:
         assert name in out and params in out
-    assert "6 experiments valid" in out
+    assert "6 experiments valid" in out and "notice" not in out  # specs/suite.yaml lists every file beside it
+
+
+def test_validate_names_the_spec_files_a_folder_s_suite_leaves_out(capsys, tmp_path):
+    (tmp_path / "suite.yaml").write_text("suite: mine\nexperiments: [l1.yaml]\n")
+    for name in ("l1", "dropout"):
+        (tmp_path / f"{name}.yaml").write_text((SPECS / f"{name}.yaml").read_text())
+    assert main(["validate", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    unlisted = tmp_path / "dropout.yaml"
+    assert f"notice: {unlisted}: not listed in {tmp_path / 'suite.yaml'}, so not loaded" in out
+    assert "1 experiment valid" in out and "l1.yaml: not listed" not in out
 
 
 def test_plan_shows_ten_distinct_jobs(capsys, in_root, tmp_path):
