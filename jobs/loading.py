@@ -153,14 +153,19 @@ def describe_error(error: dict, model: type[BaseModel] = Experiment) -> str:
         return f"expected {_mapping_of(model, error['loc'])}{_got(given)}"
     message = error["msg"].removeprefix("Value error, ")
     if not isinstance(given, (dict, list)):
-        return f"{message} (got {given!r})"
+        return f"{message} (got {_as_written(given)})"
     return message
 
 
 def _got(given: Any) -> str:
     if isinstance(given, dict):
         return ", got a mapping"
-    return ", got a list" if isinstance(given, list) else f" (got {given!r})"
+    return ", got a list" if isinstance(given, list) else f" (got {_as_written(given)})"
+
+
+def _as_written(given: Any) -> str:
+    """A value as YAML spells it where Python's spelling differs (``true``, not ``True``)."""
+    return yaml.safe_dump(given).removesuffix("\n...\n") if isinstance(given, bool) or given is None else repr(given)
 
 
 def _mapping_of(model: type[BaseModel], loc: tuple) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from jobs.words import did_you_mean
 
@@ -52,6 +52,19 @@ MAX_UNITS = 65_536
 MAX_PARAMETERS = 100_000_000
 
 
+def _not_a_boolean(value):
+    if isinstance(value, bool):
+        raise ValueError("expected a number; YAML reads unquoted true/false, yes/no and on/off as booleans")
+    return value
+
+
+#: A number in a spec. Pydantic would take a boolean for one (``epochs: true`` would be 1 epoch, and YAML
+#: reads unquoted yes/no and on/off as booleans). Not Pydantic's strict mode, which would also refuse
+#: ``1e-3``: YAML 1.1 reads a float without a dot as text, which Pydantic rightly takes for its number.
+Number = Annotated[float, BeforeValidator(_not_a_boolean)]
+Whole = Annotated[int, BeforeValidator(_not_a_boolean)]
+
+
 class Strict(BaseModel):
     """Base of every spec model: unknown keys are errors (the loader adds the closest valid key)."""
 
@@ -64,8 +77,8 @@ class Strict(BaseModel):
 class Regularizer(Strict):
     """A kernel penalty: ``{l1: 0.001}``, ``{l2: 0.001}`` or both (Keras ``L1L2``)."""
 
-    l1: float = Field(0.0, ge=0)
-    l2: float = Field(0.0, ge=0)
+    l1: Number = Field(0.0, ge=0)
+    l2: Number = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _not_empty(self) -> Regularizer:
@@ -76,20 +89,20 @@ class Regularizer(Strict):
 
 class Dense(Strict):
     kind: Literal["dense"]
-    units: int = Field(ge=1, le=MAX_UNITS)
+    units: Whole = Field(ge=1, le=MAX_UNITS)
     activation: Activation = Field("linear", description="Keras' default: no activation")
     kernel_regularizer: Regularizer | None = None
 
 
 class Dropout(Strict):
     kind: Literal["dropout"]
-    rate: float = Field(ge=0, lt=1, description="fraction of units dropped while training, in [0, 1)")
+    rate: Number = Field(ge=0, lt=1, description="fraction of units dropped while training, in [0, 1)")
 
 
 class BatchNorm(Strict):
     kind: Literal["batch_norm"]
-    momentum: float = Field(0.99, gt=0, lt=1)
-    epsilon: float = Field(0.001, gt=0)
+    momentum: Number = Field(0.99, gt=0, lt=1)
+    epsilon: Number = Field(0.001, gt=0)
 
 
 class ActivationLayer(Strict):
@@ -110,7 +123,7 @@ class Imdb(Strict):
     """IMDB reviews as multi-hot vectors over the ``num_words`` most frequent words (the seed: 100)."""
 
     name: Literal["imdb"]
-    num_words: int = Field(10000, ge=4, le=100_000, description="indices >= num_words become 2 (OOV)")
+    num_words: Whole = Field(10000, ge=4, le=100_000, description="indices >= num_words become 2 (OOV)")
 
 
 class Mnist(Strict):
@@ -168,18 +181,18 @@ def expected_output(dataset: Imdb | Mnist | FashionMnist) -> tuple[int, str, str
 
 class Optimizer(Strict):
     name: Literal["adam", "sgd", "rmsprop", "adamw"] = "adam"
-    learning_rate: float | None = Field(None, gt=0, description="None: the optimizer's Keras default")
+    learning_rate: Number | None = Field(None, gt=0, description="None: the optimizer's Keras default")
 
 
 class HeldOut(Strict):
     """Validate on a held-out fraction of the training set instead of the test set."""
 
-    held_out: float = Field(gt=0, lt=1)
+    held_out: Number = Field(gt=0, lt=1)
 
 
 class Training(Strict):
-    epochs: int = Field(ge=1, le=100_000)
-    batch_size: int = Field(ge=1, le=1_000_000)
+    epochs: Whole = Field(ge=1, le=100_000)
+    batch_size: Whole = Field(ge=1, le=1_000_000)
     optimizer: Optimizer = Optimizer()
     loss: Loss
     metrics: tuple[Metric, ...] = ("accuracy",)
@@ -191,8 +204,8 @@ class Training(Strict):
 class TrainingOverride(Strict):
     """What one variant changes of its experiment's training settings."""
 
-    epochs: int | None = Field(None, ge=1, le=100_000)
-    batch_size: int | None = Field(None, ge=1, le=1_000_000)
+    epochs: Whole | None = Field(None, ge=1, le=100_000)
+    batch_size: Whole | None = Field(None, ge=1, le=1_000_000)
     optimizer: Optimizer | None = None
 
 
@@ -209,7 +222,7 @@ class Variant(Strict):
     description: str = ""
     layers: tuple[Layer, ...] = Field(min_length=1)
     training: TrainingOverride = TrainingOverride()
-    seed_printed: dict[str, float] = Field(
+    seed_printed: dict[str, Number] = Field(
         default_factory=dict,
         description="test metrics the seed document printed for this model, shown beside ours",
     )
@@ -224,9 +237,9 @@ RAY_SMALLEST_SHARE = 0.0001
 
 
 class Resources(Strict):
-    num_cpus: float = Field(1, gt=0)
-    num_gpus: float = Field(0, ge=0, description="fractions share a GPU; see gpu_memory_mb")
-    gpu_memory_mb: int | None = Field(
+    num_cpus: Number = Field(1, gt=0)
+    num_gpus: Number = Field(0, ge=0, description="fractions share a GPU; see gpu_memory_mb")
+    gpu_memory_mb: Whole | None = Field(
         None, ge=256, description="cap on the job's GPU memory; needed with a fractional num_gpus"
     )
 
@@ -263,8 +276,8 @@ class Claim(Strict):
     metric: str = Field(description="'loss' or one of the training metrics")
     lower_than: str | None = None
     higher_than: str | None = None
-    at_least: float | None = None
-    at_most: float | None = None
+    at_least: Number | None = None
+    at_most: Number | None = None
 
     @model_validator(mode="after")
     def _one_relation(self) -> Claim:
@@ -288,7 +301,7 @@ class Experiment(Strict):
     dataset: Dataset
     training: Training
     variants: tuple[Variant, ...] = Field(min_length=1)
-    seeds: int = Field(1, ge=1, le=1000, description="each variant is trained with seeds 0..seeds-1")
+    seeds: Whole = Field(1, ge=1, le=1000, description="each variant is trained with seeds 0..seeds-1")
     resources: Resources = Resources()
     backend: Backend = Field("tensorflow", description="Keras 3 backend every job of this experiment trains on")
     precision: Precision = Field(

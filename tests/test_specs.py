@@ -100,6 +100,13 @@ def set_layer(index, **fields):
         (lambda d: d["training"].update(epochs=10**9), "training.epochs: Input should be less than or equal to 100000"),
         (lambda d: d["training"].update(epochs="ten"), "training.epochs: Input should be a valid integer"),
         (
+            lambda d: d["training"].update(epochs=True),
+            "training.epochs: expected a number; YAML reads unquoted true/false, yes/no and on/off as booleans "
+            "(got true)",
+        ),
+        (set_layer(0, kind="dropout", rate=False), "variants.0.layers.0.rate: expected a number; YAML reads"),
+        (lambda d: d.update(resources={"num_gpus": True}), "resources.num_gpus: expected a number; YAML reads"),
+        (
             set_layer(0, kind="dropout", rate=-0.1),
             "variants.0.layers.0.rate: Input should be greater than or equal to 0",
         ),
@@ -175,6 +182,22 @@ def test_a_wrongly_shaped_value_is_one_line_in_the_specs_words(tmp_path, edit, e
     """Not Pydantic's: no "valid tuple" for a YAML list, no class names, no union members."""
     path = l1_with(tmp_path, edit)
     assert errors_of(path) == [f"{path}: {expected}"]
+
+
+def test_a_number_yaml_reads_as_text_is_taken_and_a_yes_is_not(tmp_path):
+    """YAML 1.1 reads ``1e-3`` (no dot) as text and ``yes`` as a boolean: the first is the number it says."""
+    text = (
+        (SPECS / "l1.yaml")
+        .read_text()
+        .replace("  batch_size: 500\n", "  batch_size: 500\n  optimizer: {learning_rate: 1e-3}\n")
+    )
+    assert yaml.safe_load(text)["training"]["optimizer"]["learning_rate"] == "1e-3"
+    (loaded,), errors = load_experiments([write(tmp_path, text, "text.yaml")])
+    assert errors == [] and loaded.experiment.training.optimizer.learning_rate == 0.001
+    seeds = write(tmp_path, (SPECS / "l1.yaml").read_text() + "seeds: yes\n")
+    assert errors_of(seeds) == [
+        f"{seeds}: seeds: expected a number; YAML reads unquoted true/false, yes/no and on/off as booleans (got true)"
+    ]
 
 
 def test_yaml_anchors_and_merge_keys_load_and_keys_after_a_merge_override_it(tmp_path):
