@@ -480,7 +480,7 @@ def _execute(
             record = store.job(job.id)
             with writing(store, f"the status of {job.label}"):
                 if options.force:
-                    record.restart()
+                    record.drop_attempt()
                 record.start(job.describe())
             started.append(job)
         with Progress(to_run, summary.skipped, console) as progress:

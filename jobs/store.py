@@ -385,12 +385,10 @@ class JobRecord:
         attempt = (self.status() or {}).get("attempt", 0)
         return attempt if isinstance(attempt, int) and attempt > 0 else 0
 
-    def restart(self) -> None:
-        """Train from the first epoch (``--force``): drop the attempt in progress, its epochs and
-        checkpoint. A finished result stays until a new one replaces it (:meth:`finish`)."""
-        self._drop_attempt()
-
-    def _drop_attempt(self) -> None:
+    def drop_attempt(self) -> None:
+        """Forget the attempt in progress, its epochs, checkpoint and owner, so the next one trains from the
+        first epoch (``--force``, an unusable checkpoint, an attempt that ended). A finished result stays until
+        a new one replaces it (:meth:`finish`)."""
         # the checkpoint first: a crash in between must not leave a checkpoint without its epochs
         self._remove(self.checkpoint_file)
         self._remove(self.file("checkpoint"), recursive=True)  # Keras BackupAndRestore's, before jobs.checkpoint
@@ -410,7 +408,7 @@ class JobRecord:
     def owned_by(self, token: str) -> bool:
         """Whether the process holding ``token`` still owns the job: a newer run (``start``) or another
         process (``claim``) taking the job over ends its ownership, as does the attempt ending (``finish``,
-        ``fail``, ``restart``), so that a process Ray gave up on stops at its next epoch."""
+        ``fail``, ``drop_attempt``), so that a process Ray gave up on stops at its next epoch."""
         try:
             owner = self.store.read_json(self.file("owner.json"))
         except StoreCorrupt:
@@ -437,7 +435,7 @@ class JobRecord:
         if status.get("state") == "running":
             self.store.write_json(self.file("status.json"), {**status, "state": "interrupted", "updated": now()})
         elif self.is_done():
-            self._drop_attempt()
+            self.drop_attempt()
 
     def finish(self, history: dict, result: dict, log: str) -> None:
         """Store a finished job; the status flips to done last, so a crash leaves it unfinished. A result
@@ -448,7 +446,7 @@ class JobRecord:
         self.store.write_json(self.file("result.json"), result)
         self.store.write_bytes(self.file("log.txt"), log.encode())
         self.store.write_json(self.file("status.json"), {"state": "done", "attempt": self.attempts(), "updated": now()})
-        self._drop_attempt()
+        self.drop_attempt()
 
     def fail(self, error: str, traceback: str, log: str, history: dict | None = None, retry: bool = True) -> None:
         """Store a failure; ``retry=False`` marks one that would only repeat itself (a diverged loss). A
@@ -456,7 +454,7 @@ class JobRecord:
         if self.is_done():
             kept = f"\n\n{now()} trained again (attempt {self.attempts()}), failed: {error}; the result above is kept\n"
             self.store.write_bytes(self.file("log.txt"), (self._log() + kept + log + "\n" + traceback).encode())
-            self._drop_attempt()  # nothing resumes it: later runs keep the result, --force starts over
+            self.drop_attempt()  # nothing resumes it: later runs keep the result, --force starts over
             return
         self._remove(self.file("owner.json"))
         if history:

@@ -261,7 +261,7 @@ def resume(record: JobRecord, fresh_model: Callable, log: list[str]) -> tuple[An
         restored = checkpoint.restore(model, saved)
         history = restored_history(stored_epochs, restored.epochs_done)
     except Exception as error:
-        record.restart()
+        record.drop_attempt()
         log.append(f"{now()} the checkpoint cannot be used ({error_line(error)}); trained from the start")
         return fresh_model(), nothing, {}  # the other may be half loaded
     if restored.epochs_done:
@@ -342,10 +342,11 @@ def train(
     try:
         started, clock = now(), time.perf_counter()
         resources = job.resources
-        execution = execution_for(job, epoch_rows(job, len(data.x_train), len(data.x_test))[0], off)
+        train_rows, _ = epoch_rows(job, len(data.x_train), len(data.x_test))
+        execution = execution_for(job, train_rows, off)
         device = configure_backend(job.backend, execution.threads, resources.num_gpus, resources.memory_cap_mb)
         data = fit_inputs(job.backend, data)
-        x_train, y_train, x_val, y_val = _splits(job, data)
+        x_train, y_train, x_val, y_val = _splits(job, data, train_rows)
         import keras
 
         from jobs.models import build_model
@@ -436,9 +437,8 @@ def fit_inputs(backend: str, data: Arrays) -> Arrays:
     return replace(data, x_train=scaled(data.x_train), x_test=scaled(data.x_test), pixels=False)
 
 
-def _splits(job: Job, data: Arrays):
-    """(x_train, y_train, x_val, y_val), as :func:`execution.epoch_rows` counts them."""
+def _splits(job: Job, data: Arrays, train_rows: int):
+    """(x_train, y_train, x_val, y_val): the first ``train_rows`` rows train (:func:`execution.epoch_rows`)."""
     if job.training.validation == "test":
         return data.x_train, data.y_train, data.x_test, data.y_test
-    cut, _ = epoch_rows(job, len(data.x_train), len(data.x_test))
-    return data.x_train[:cut], data.y_train[:cut], data.x_train[cut:], data.y_train[cut:]
+    return data.x_train[:train_rows], data.y_train[:train_rows], data.x_train[train_rows:], data.y_train[train_rows:]

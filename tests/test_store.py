@@ -40,7 +40,7 @@ def test_a_finished_job_trained_again_keeps_its_result_until_the_new_one_lands(t
     record = Store(str(tmp_path)).job(JOB)
     record.start({})
     record.finish({"loss": [1.0]}, {"test": {"loss": 1.0}}, "first")
-    record.restart()
+    record.drop_attempt()
     assert record.start({}) == 2 and record.is_done()  # --force: still the finished job meanwhile
     record.write_epochs({"loss": [0.9]})
     assert record.history() == {"loss": [1.0]} and record.result() == {"test": {"loss": 1.0}}
@@ -49,7 +49,7 @@ def test_a_finished_job_trained_again_keeps_its_result_until_the_new_one_lands(t
     assert record.epochs() is None  # and its attempt is dropped: nothing would ever resume it
     log = (tmp_path / "jobs" / JOB / "log.txt").read_text()
     assert log.startswith("first") and "failed: RuntimeError: out of memory; the result above is kept" in log
-    record.restart()
+    record.drop_attempt()
     record.start({})
     record.write_epochs({"loss": [0.8]})
     record.finish({"loss": [0.8]}, {"test": {"loss": 0.8}}, "third")
