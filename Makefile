@@ -13,7 +13,7 @@ ARGS ?=
 .PHONY: help install test lint run demo report validate plan data bench bench-levers bench-targets bench-gpu lock browser clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(INSTALLED): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,8 @@ report: $(INSTALLED) ## re-render the report from stored results, no training
 validate: $(INSTALLED) ## check every spec and build every model
 	$(BIN)/regimen validate specs
 
-plan: $(INSTALLED) ## list the jobs a run would start
-	$(BIN)/regimen plan specs --results $(RESULTS) $(ARGS)
+plan: $(INSTALLED) ## list the jobs `make run` plans (SEEDS, ARGS as for it) and whether each is stored
+	$(BIN)/regimen plan specs --seeds $(SEEDS) --results $(RESULTS) $(ARGS)
 
 data: $(INSTALLED) ## where each dataset is found; DIR=path stages real MNIST and Fashion-MNIST there (offline)
 	@if [ -n "$(DIR)" ] && [ -x ../shared/data/stage-offline-data ]; then ../shared/data/stage-offline-data "$(DIR)"; \

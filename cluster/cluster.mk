@@ -64,9 +64,10 @@ image-cpu: ## build the CPU worker image (docker/Dockerfile.cpu) as IMAGE_CPU
 image-gpu: ## build the GPU worker image (docker/Dockerfile.gpu) as IMAGE_GPU
 	$(DOCKER) build -f docker/Dockerfile.gpu -t $(IMAGE_GPU) $(DOCKER_BUILD_ARGS) .
 
+# REGIMEN_DATA_DIR is made absolute here: Compose would read a relative one from docker/, not the checkout.
 compose-up: ray-token ## start the local container cluster: a head and WORKERS workers
-	@mkdir -p "$${REGIMEN_DATA_DIR:-data}"
-	RAY_AUTH_TOKEN="$$(cat "$(RAY_TOKEN_FILE)")" REGIMEN_IMAGE="$${REGIMEN_IMAGE:-$(IMAGE_CPU)}" \
+	data="$$(realpath -m "$${REGIMEN_DATA_DIR:-data}")" && mkdir -p "$$data" && \
+	RAY_AUTH_TOKEN="$$(cat "$(RAY_TOKEN_FILE)")" REGIMEN_IMAGE="$${REGIMEN_IMAGE:-$(IMAGE_CPU)}" REGIMEN_DATA_DIR="$$data" \
 	  $(COMPOSE) $(COMPOSE_FILES) up -d --wait --scale ray-worker=$(WORKERS)
 	@$(compose_wait)
 
