@@ -12,6 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
+from jobs.data import Arrays
 from jobs.plan import Job
 from jobs.spec import parameter_count
 
@@ -116,6 +119,15 @@ def epoch_rows(job: Job, train_total: int, test_total: int) -> tuple[int, int]:
         return train_total, test_total
     held_out = int(train_total * job.training.validation.held_out)
     return train_total - held_out, held_out
+
+
+def fit_splits(job: Job, data: Arrays, train_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, y_train, x_val, y_val) for ``fit``: the test set validates, as in the seed; a held-out
+    split validates on the training set's rows from ``train_rows`` on (:func:`epoch_rows`) and trains on
+    the rows before, so the test set stays unseen until the final evaluation."""
+    if job.training.validation == "test":
+        return data.x_train, data.y_train, data.x_test, data.y_test
+    return data.x_train[:train_rows], data.y_train[:train_rows], data.x_train[train_rows:], data.y_train[train_rows:]
 
 
 def estimated_flops(job: Job, train_rows: int, validation_rows: int) -> float:

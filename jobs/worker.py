@@ -24,7 +24,7 @@ from typing import Any
 
 from jobs import checkpoint
 from jobs.data import Arrays
-from jobs.execution import epoch_rows, execution_for
+from jobs.execution import epoch_rows, execution_for, fit_splits
 from jobs.gpus import gpu_total_mb
 from jobs.plan import Job
 from jobs.store import JobRecord, Store, now
@@ -346,7 +346,7 @@ def train(
         execution = execution_for(job, train_rows, off)
         device = configure_backend(job.backend, execution.threads, resources.num_gpus, resources.memory_cap_mb)
         data = fit_inputs(job.backend, data)
-        x_train, y_train, x_val, y_val = _splits(job, data, train_rows)
+        x_train, y_train, x_val, y_val = fit_splits(job, data, train_rows)
         import keras
 
         from jobs.models import build_model
@@ -435,10 +435,3 @@ def fit_inputs(backend: str, data: Arrays) -> Arrays:
             return tf.cast(tf.convert_to_tensor(pixels), tf.float32) / 255.0
 
     return replace(data, x_train=scaled(data.x_train), x_test=scaled(data.x_test), pixels=False)
-
-
-def _splits(job: Job, data: Arrays, train_rows: int):
-    """(x_train, y_train, x_val, y_val): the first ``train_rows`` rows train (:func:`execution.epoch_rows`)."""
-    if job.training.validation == "test":
-        return data.x_train, data.y_train, data.x_test, data.y_test
-    return data.x_train[:train_rows], data.y_train[:train_rows], data.x_train[train_rows:], data.y_train[train_rows:]

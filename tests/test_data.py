@@ -1,6 +1,8 @@
 """Datasets: our readers equal Keras' loaders and the seed's preprocessing; sources, errors, synthetic."""
 
 import gzip
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,11 +197,24 @@ def test_labels_that_are_not_class_indices_are_refused_by_a_run_and_by_regimen_d
         data.check_readable("imdb", [imdb])
 
 
-def test_a_pickled_object_other_than_lists_is_refused(tmp_path):
+class _RunsCodeWhenUnpickled:
+    """What a malicious dataset file holds: unpickling it calls ``os.mkdir(marker)``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def test_a_pickled_object_other_than_lists_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "the-pickle-ran"
     path = tmp_path / "imdb.npz"
-    np.savez(path, x_train=np.array([{"a": 1}], dtype=object), y_train=[0], x_test=np.array([[1]]), y_test=[0])
-    with pytest.raises(data.DataCorrupt):
+    reviews = np.array([_RunsCodeWhenUnpickled(marker)], dtype=object)
+    np.savez(path, x_train=reviews, y_train=[0], x_test=np.array([[1]]), y_test=[0])
+    with pytest.raises(data.DataCorrupt, match=r"not a readable \.npz file \(refusing to load \w+\.mkdir"):
         load(Imdb(name="imdb", num_words=100), tmp_path)
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from jobs.execution import (
     UnknownLever,
     epoch_rows,
     execution_for,
+    fit_splits,
     gpu_processes_unshareable,
     levers_off,
     needs_fresh_process,
@@ -45,8 +46,15 @@ def test_tensorflow_threads_are_the_whole_cpus_a_job_asks_for_at_least_one(suite
 def test_a_held_out_split_trains_on_the_rest_and_validates_on_it(suite_jobs):
     job = suite_jobs["fashion/develop"]
     assert epoch_rows(job, 60_000, 10_000) == (60_000, 10_000)  # the seed validates on the test set
-    held_out = job.training.model_copy(update={"validation": HeldOut(held_out=0.2)})
-    assert epoch_rows(replace(job, training=held_out), 60_000, 10_000) == (48_000, 12_000)
+    held_out = replace(job, training=job.training.model_copy(update={"validation": HeldOut(held_out=0.2)}))
+    assert epoch_rows(held_out, 60_000, 10_000) == (48_000, 12_000)
+    rows = np.arange(10)
+    data = Arrays(rows, rows + 100, rows[:4] + 1000, rows[:4] + 2000, "rows")
+    x_train, y_train, x_val, y_val = fit_splits(held_out, data, epoch_rows(held_out, 10, 4)[0])
+    assert x_train.tolist() == list(range(8)) and y_train.tolist() == list(range(100, 108))
+    assert x_val.tolist() == [8, 9] and y_val.tolist() == [108, 109]  # never the test set
+    the_seed_s = (data.x_train, data.y_train, data.x_test, data.y_test)  # validation on the test set
+    assert all(a is b for a, b in zip(fit_splits(job, data, 10), the_seed_s, strict=True))
 
 
 def test_each_lever_can_be_turned_off(suite_jobs):
