@@ -52,9 +52,25 @@ def test_layers_map_to_the_keras_constructors(suite):
         "Dropout",
         "Dense",
     ]
-    assert isinstance(model.layers[1].kernel_regularizer, keras.regularizers.L1)
-    assert isinstance(model.layers[2].kernel_regularizer, keras.regularizers.L2)
-    assert model.layers[-1].activation.__name__ == "softmax"
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert [layer.units for layer in dense] == [256, 128, 256, 64, 10]
+    assert [layer.activation.__name__ for layer in dense] == ["relu", "relu", "relu", "linear", "softmax"]
+    first, second = dense[0].kernel_regularizer, dense[1].kernel_regularizer
+    assert isinstance(first, keras.regularizers.L1) and float(first.l1) == pytest.approx(0.001)
+    assert isinstance(second, keras.regularizers.L2) and float(second.l2) == pytest.approx(0.001)
+    assert [layer.kernel_regularizer for layer in dense[2:]] == [None, None, None]
+    norm, activation, dropout = model.layers[5:8]
+    assert (norm.momentum, norm.epsilon) == (0.99, 0.001)  # Keras' defaults, as the seed's BatchNormalization()
+    assert activation.activation.__name__ == "relu" and dropout.rate == 0.2
+    assert type(model.optimizer) is keras.optimizers.Adam  # the seed's optimizer='adam', with its defaults
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.001)
+    from jobs.models import keras_layer, keras_optimizer
+    from jobs.spec import BatchNorm, Optimizer
+
+    norm = keras_layer(BatchNorm(kind="batch_norm", momentum=0.9, epsilon=0.01))  # settings other than Keras' own
+    assert (norm.momentum, norm.epsilon) == (0.9, 0.01)
+    sgd = keras_optimizer(Optimizer(name="sgd", learning_rate=0.05))
+    assert type(sgd) is keras.optimizers.SGD and float(sgd.learning_rate) == pytest.approx(0.05)
 
 
 @pytest.mark.parametrize("experiment", ["l1", "batchnorm"])

@@ -57,10 +57,11 @@ def test_resources_do_not_change_ids_and_shared_jobs_take_the_larger_request(exp
     bigger = l2.model_copy(
         update={"resources": l2.resources.model_copy(update={"num_cpus": 2, "num_gpus": 0.5, "gpu_memory_mb": 2048})}
     )
-    shared = [job for job in expand([l1, bigger]) if len(job.uses) == 2]
-    assert len(shared) == 1
-    resources = shared[0].resources
-    assert (resources.num_cpus, resources.num_gpus, resources.gpu_memory_mb) == (2, 0.5, 2048)
+    for order in ([l1, bigger], [bigger, l1]):  # the larger request listed last, then first
+        shared = [job for job in expand(order) if len(job.uses) == 2]
+        assert len(shared) == 1
+        resources = shared[0].resources
+        assert (resources.num_cpus, resources.num_gpus, resources.gpu_memory_mb) == (2, 0.5, 2048)
     assert {job.id for job in expand([l1, bigger])} == {job.id for job in expand([l1, l2])}
 
 
