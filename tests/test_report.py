@@ -42,6 +42,20 @@ def test_writes_every_output_and_a_figure_per_experiment(golden):
     assert not list(Path(paths["index.html"]).parent.rglob(".tmp-*")), "a temporary file was left behind"
 
 
+def test_a_figure_draws_each_variant_s_curves_in_its_colour(golden):
+    """Counted in pixels: each variant's two curves in its colour (about 1 100 pixels each here); a figure
+    with only its axes and legend would hold a few dozen (the legend's samples)."""
+    from matplotlib.image import imread
+
+    from jobs.report.figures import COLOURS
+
+    _, paths = golden
+    pixels = (imread(paths["figures/reg.png"])[..., :3] * 255).round()
+    for colour in COLOURS[:2]:  # reg's two variants
+        rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+        assert (abs(pixels - rgb).max(axis=-1) <= 8).sum() > 400, colour
+
+
 def test_html_is_one_self_contained_file(golden):
     _, paths = golden
     page = Path(paths["index.html"]).read_text()
