@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT
-from report_fixtures import curves, finish, fixture_id, golden_store, imdb_experiment, plan, suite_store
+from report_fixtures import curves, fail, finish, fixture_id, golden_store, imdb_experiment, plan, suite_store
 
 from jobs.cli import main
 from jobs.report import build, labels, write_report
@@ -187,7 +187,17 @@ def test_a_job_shared_by_two_experiments_is_listed_once_and_counted_in_both(gold
     by_name = {e["name"]: e for e in summary["experiments"]}
     assert by_name["reg"]["variants"][0]["seeds_done"] == 3
     assert by_name["one"]["variants"][0]["seeds_done"] == 1  # s0 is reg's basic s0
-    assert len({p["job_id"] for p in summary["problems"]}) == len(summary["problems"])
+
+
+def test_an_unfinished_job_shared_by_two_experiments_is_one_problem_naming_both_uses(tmp_path):
+    store = Store(str(tmp_path / "results"))
+    ids = plan(store, imdb_experiment("first", {"basic": {}}, []), seeds=1)
+    plan(store, imdb_experiment("second", {"basic": {}}, []), seeds=1, ids=ids)  # the same job
+    fail(store, ids["basic", 0], "Diverged: diverged at epoch 2: loss is nan")
+    summary = json.loads(Path(write_report(store, tmp_path / "out")["summary.json"]).read_text())
+    assert [(p["job_id"], p["state"], p["uses"]) for p in summary["problems"]] == [
+        (ids["basic", 0], "failed", ["first/basic/s0", "second/basic/s0"])
+    ]
 
 
 def test_verdicts_of_each_kind_reach_the_summary(golden):
