@@ -1,6 +1,7 @@
 """How jobs run fast: the rules of ``jobs/execution.py`` are pure functions of the job and its data."""
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from jobs.execution import (
     needs_fresh_process,
     process_env,
 )
-from jobs.executors import longest_first
+from jobs.executors import RayExecutor, longest_first
 from jobs.plan import data_key, expand
 from jobs.spec import HeldOut
 
@@ -65,17 +66,73 @@ def test_each_lever_can_be_turned_off(suite_jobs):
         levers_off(["steps", "turbo"])
 
 
-def test_the_longest_job_is_dispatched_first(suite_jobs):
-    jobs = list(suite_jobs.values())
-    datasets = {
+def rows_only(jobs) -> dict:
+    """Each job's dataset as arrays of its real row counts and no columns: what ordering jobs reads."""
+    return {
         data_key(job.dataset, False): Arrays(
-            np.empty((ROWS[job.dataset.name][0], 1)), None, np.empty((ROWS[job.dataset.name][1], 1)), None, "rows"
+            np.empty((ROWS[job.dataset.name][0], 0)), None, np.empty((ROWS[job.dataset.name][1], 0)), None, "rows"
         )
         for job in jobs
     }
-    order = [job.uses[0].experiment + "/" + job.uses[0].variant for job in longest_first(jobs, datasets)]
+
+
+def test_the_longest_job_is_dispatched_first(suite_jobs):
+    jobs = list(suite_jobs.values())
+    order = [job.uses[0].experiment + "/" + job.uses[0].variant for job in longest_first(jobs, rows_only(jobs))]
     assert order[:2] == ["overfitting/overfit", "fashion/develop"]
     assert set(order[-2:]) == {"dropout/basic", "dropout/dropout"}  # the smallest models
+
+
+class RecordingRay:
+    """Stands in for the ``ray`` module under :class:`RayExecutor`: records what is put in the object
+    store and what each task is given, in dispatch order, and finishes every task at once."""
+
+    exceptions = SimpleNamespace(RayError=RuntimeError, RayTaskError=RuntimeError)
+
+    def __init__(self):
+        self.stored, self.dispatched = [], []
+
+    def remote(self, **options):
+        return lambda actor: SimpleNamespace(remote=lambda: SimpleNamespace(update=None))
+
+    def put(self, value):
+        self.stored.append(value)
+        return ("ref", len(self.stored))
+
+    def wait(self, refs, num_returns, timeout):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref, timeout=None):
+        return {"task": ref}
+
+    def task(self, process: str):
+        def remote(job, data, store_uri, board, off):
+            self.dispatched.append((job.uses[0].experiment + "/" + job.uses[0].variant, data, process))
+            return len(self.dispatched)
+
+        return SimpleNamespace(options=lambda **options: SimpleNamespace(remote=remote))
+
+
+@pytest.mark.parametrize("off", [(), ("order",), ("shared-data",), ("reuse",)])
+def test_the_ray_executor_dispatches_as_its_levers_say(suite_jobs, off):
+    jobs = list(suite_jobs.values())  # spec order: overfitting's first, fashion's last
+    datasets = rows_only(jobs)
+    executor = RayExecutor(off=frozenset(off))
+    executor.ray = ray = RecordingRay()
+    executor.reusing_task, executor.fresh_process_task = ray.task("reused"), ray.task("fresh")
+    outcomes = list(executor.run(jobs, datasets, "memory://unused"))
+    assert len(outcomes) == len(jobs) and all(outcome.output for outcome in outcomes)
+    order = [name for name, _, _ in ray.dispatched]
+    expected = [job.uses[0].experiment + "/" + job.uses[0].variant for job in jobs]
+    if "order" not in off:
+        expected = [job.uses[0].experiment + "/" + job.uses[0].variant for job in longest_first(jobs, datasets)]
+    assert order == expected and (order[1] == "fashion/develop") == ("order" not in off)
+    if "shared-data" in off:  # every task is given the arrays themselves, serialised with it
+        assert ray.stored == [] and {id(data) for _, data, _ in ray.dispatched} == {id(a) for a in datasets.values()}
+    else:  # each dataset put in the object store once, and every task given its reference
+        assert [id(v) for v in ray.stored] == [id(a) for a in datasets.values()]
+        assert {data[0] for _, data, _ in ray.dispatched} == {"ref"}
+    assert {process for _, _, process in ray.dispatched} == {"fresh" if "reuse" in off else "reused"}
 
 
 def on_gpu(job, num_gpus, gpu_memory_mb=None):
