@@ -57,6 +57,28 @@ def test_a_finished_job_trained_again_keeps_its_result_until_the_new_one_lands(t
     assert record.status()["attempt"] == 3 and record.epochs() is None
 
 
+def test_a_crash_while_a_retrained_job_s_result_is_replaced_leaves_it_unfinished(tmp_path, monkeypatch):
+    """The new history is written before the new result: a crash between the two must not leave the old
+    result paired with the new history as a finished job."""
+    record = Store(str(tmp_path)).job(JOB)
+    record.start({})
+    record.finish({"loss": [1.0]}, {"test": {"loss": 1.0}}, "first")
+    record.start({})  # --force
+    write_json = Store.write_json
+
+    def crash_at_the_result(store, path, value):
+        if path.endswith("result.json"):
+            raise OSError("the machine went down")
+        write_json(store, path, value)
+
+    monkeypatch.setattr(Store, "write_json", crash_at_the_result)
+    with pytest.raises(OSError):
+        record.finish({"loss": [0.5, 0.4]}, {"test": {"loss": 0.4}}, "second")
+    monkeypatch.undo()
+    assert record.history() == {"loss": [0.5, 0.4]} and record.result() == {"test": {"loss": 1.0}}
+    assert not record.is_done() and record.state()[0] != "done"  # the next run trains it again
+
+
 def test_a_task_claiming_its_job_as_the_run_stops_leaves_the_job_interrupted(tmp_path, monkeypatch):
     """The driver marks jobs interrupted while a task may be claiming one: the interrupt lands just before
     the claim's write, and the job must still read as interrupted, owned by that task."""
