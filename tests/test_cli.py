@@ -339,6 +339,16 @@ def test_a_report_that_cannot_be_written_there_is_one_line_and_the_results_stay(
     assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out")]) == 0
 
 
+def test_a_run_whose_report_cannot_be_written_exits_3_with_its_jobs_stored(capsys, in_root, tmp_path):
+    (tmp_path / "report").write_text("")  # where the run writes its report
+    run = ["run", "specs/dropout.yaml", "--synthetic", "--max-epochs", "1", "--in-process", "--results", str(tmp_path)]
+    assert main(run) == 3
+    out = capsys.readouterr().out
+    assert "2 jobs: 2 trained, 0 already stored, 0 failed" in out and "report: cannot write into" in out
+    assert main([*run, "--no-report"]) == 0  # nothing to train again
+    assert "2 jobs: 0 trained, 2 already stored" in capsys.readouterr().out
+
+
 def test_a_storage_librarys_retries_are_one_line_each_without_their_traceback(capsys):
     storage_logs_in_one_line()
     storage_logs_in_one_line()  # main() runs it every time: still one line per record

@@ -163,6 +163,7 @@ def test_the_backend_flag_trains_on_jax_beside_the_tensorflow_results(tmp_path):
     done = smoke_run(tmp_path, "--in-process", "--backend", "jax")  # the driver imports no backend first
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 jobs: 2 trained, 0 already stored" in done.stdout  # other jobs: the TensorFlow ones are kept
+    assert "JAX uses every core" not in done.stdout  # in one process, jobs run one after another, not side by side
     store = Store(str(tmp_path))
     backends = sorted(store.job(j).result()["environment"]["backend"] for j in store.job_ids())
     assert backends == ["jax", "jax", "tensorflow", "tensorflow"]
