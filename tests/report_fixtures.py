@@ -118,6 +118,7 @@ def finish(
     source: str = "imdb.npz",
     seconds: float = 2.0,
     environment: dict | None = None,
+    trained: tuple[str, str] = ("2025-01-02T03:05:00+00:00", "2025-01-02T03:09:00+00:00"),
 ) -> None:
     """Store a finished job whose test metrics are the last validation values of ``history``."""
     run = len(history["loss"])
@@ -133,8 +134,8 @@ def finish(
         "batch_size": batch_size,
         "data": {"source": source, "synthetic": synthetic, "train": 25000, "test": 25000},
         "timings": {
-            "started": "2025-01-02T03:05:00+00:00",
-            "finished": "2025-01-02T03:09:00+00:00",
+            "started": trained[0],
+            "finished": trained[1],
             "fit_s": seconds,
             "training_s": seconds,
             "evaluate_s": 0.1,
@@ -175,7 +176,18 @@ def golden_store(root: Path) -> Store:
         for variant, level, overfit in (("basic", 0.70, 0.02), ("penalty", 0.62, 0.004)):
             jitter = 0.01 * ((seed * 7 + len(variant)) % 5 - 2)
             history = curves(reg.training.metrics, 4, level, overfit, jitter)
-            finish(store, ids[variant, seed], history, params=1633, epochs=4, requested_epochs=6, synthetic=True)
+            # one seed after another, from 03:04 to 03:12: the report's "Trained" spans the first start to the last end
+            trained = (f"2025-01-02T03:0{4 + 2 * seed}:00+00:00", f"2025-01-02T03:{8 + 2 * seed:02}:00+00:00")
+            finish(
+                store,
+                ids[variant, seed],
+                history,
+                params=1633,
+                epochs=4,
+                requested_epochs=6,
+                synthetic=True,
+                trained=trained,
+            )
 
     one = imdb_experiment(
         "one",
