@@ -95,6 +95,16 @@ def set_layer(index, **fields):
             lambda d: d.update(claims=[{"variant": "l1", "metric": "accuracy", "at_least": -0.1}]),
             "claims.0.at_least: accuracy is a fraction from 0 to 1, so at_least -0.1 always holds",
         ),
+        (
+            lambda d: d.update(claims=[{"variant": "l1", "metric": "accuracy", "at_least": 0.5, "at_most": 0.9}]),
+            "claims.0: a claim needs exactly one of lower_than, higher_than (a variant) or at_least, at_most (a "
+            "number); got at_least, at_most",
+        ),
+        (lambda d: d.update(claims=[{"variant": "l1", "metric": "accuracy"}]), "claims.0: a claim needs exactly one"),
+        (
+            lambda d: d.update(claims=[{"variant": "l1", "metric": "accuracy", "lower_than": "l1"}]),
+            "claims.0: a claim compares a variant with itself",
+        ),
         (lambda d: d["training"].update(epochs=0), "training.epochs: Input should be greater than or equal to 1"),
         (lambda d: d["training"].update(batch_size=0), "training.batch_size: Input should be greater than or equal"),
         (lambda d: d["training"].update(epochs=10**9), "training.epochs: Input should be less than or equal to 100000"),
@@ -324,6 +334,12 @@ def test_a_pipe_or_yaml_nested_past_pythons_recursion_limit_is_one_error(tmp_pat
     assert errors_of(tmp_path / "pipe.yaml") == [f"{tmp_path / 'pipe.yaml'}: not a file; expected a YAML spec file"]
     deep = write(tmp_path, "title: " + "[" * 5000 + "]" * 5000 + "\n")
     assert errors_of(deep) == [f"{deep}: not valid YAML here: nested too deeply"]
+
+
+def test_a_spec_named_twice_is_loaded_once(specs_dir):
+    loaded, errors = load_experiments([specs_dir / "l1.yaml", specs_dir / "l1.yaml", specs_dir / "suite.yaml"])
+    assert errors == []  # l1 first, as named first, then the rest of the suite, each once
+    assert [item.experiment.name for item in loaded] == ["l1", *(name for name in SUITE if name != "l1")]
 
 
 def test_two_files_defining_one_experiment(tmp_path, specs_dir):
