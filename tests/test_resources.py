@@ -133,6 +133,8 @@ def test_reduced_precision_on_a_cpu_without_native_bfloat16_gets_a_notice():
     assert not check(mixed, [CPU_NODE], local=True, native_bfloat16=None).notices  # not Linux: unknown
     assert not check(mixed, [CPU_NODE], local=False, native_bfloat16=False).notices  # a cluster's nodes differ
     assert not check(expand(dropout), [CPU_NODE], local=True, native_bfloat16=False).notices
+    on_gpu = [with_resources(job, num_gpus=1) for job in mixed]  # a GPU multiplies bfloat16 whatever the CPU
+    assert not check(on_gpu, [GPU_NODE], local=True, native_bfloat16=False).notices
 
 
 @pytest.mark.parametrize(

@@ -230,6 +230,14 @@ def test_job_ids_cannot_name_paths_outside_the_store(tmp_path, bad):
         Store(str(tmp_path)).job(bad)
 
 
+def test_only_folders_named_as_job_ids_are_jobs(tmp_path):
+    store = Store(str(tmp_path))
+    store.job(JOB).start({})
+    for other in ("notajob", ".tmp-1234", "ABCDEF0123456789"):  # a user's folder, a temporary file, upper case
+        (tmp_path / "jobs" / other).mkdir()
+    assert store.job_ids() == [JOB]
+
+
 def test_experiment_names_cannot_name_paths_outside_the_store(tmp_path):
     with pytest.raises(ValueError):
         Store(str(tmp_path)).write_experiment("../x", {})
