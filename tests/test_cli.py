@@ -2,7 +2,6 @@
 
 import json
 import logging
-import socket
 
 import numpy as np
 import pytest
@@ -359,17 +358,16 @@ def test_a_storage_librarys_retries_are_one_line_each_without_their_traceback(ca
     assert capsys.readouterr().err == "gcsfs: _request out of retries on exception: no DNS\n"
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+#: tcpmux's port: privileged and long unused, so nothing listens there (a free port picked when tests are
+#: collected could be taken by a Ray started in between)
+CLOSED_PORT = 1
 
 
 @pytest.mark.parametrize(
     ("address", "expected"),
     [
         ("HTTP://127.0.0.1:8265", "is a URL, as the dashboard's (for `ray job submit`)"),
-        (f"127.0.0.1:{closed_port()}", "no Ray cluster answers at 127.0.0.1:"),
+        (f"127.0.0.1:{CLOSED_PORT}", "no Ray cluster answers at 127.0.0.1:"),
         ("ray://127.0.0.1", "no Ray cluster answers at ray://127.0.0.1 (port 443, gRPC's default; Ray Client"),
         ("head-node", "--address head-node: expected HOST:PORT (the cluster's GCS address, port 6379 by default)"),
         (":", "--address :: expected HOST:PORT"),
