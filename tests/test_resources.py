@@ -56,7 +56,10 @@ def test_feasible_requests_pass_unchanged(gpu_jobs):
 
 def test_too_many_cpus_is_refused_too(gpu_jobs):
     big = [with_resources(job, num_cpus=16) for job in gpu_jobs]
-    assert check(big, [GPU_NODE], local=False).errors
+    assert check(big, [GPU_NODE], local=False).errors == [
+        "2 jobs (dropout/basic/s0 and 1 more) ask for num_cpus=16, num_gpus=0.25, which no node offers "
+        "(node 1: CPU 8, GPU 1)"
+    ]
 
 
 def test_a_job_asking_all_a_node_has_fits(gpu_jobs):
