@@ -355,6 +355,10 @@ def test_the_schema_forbids_unknown_keys_for_editors():
     schema = Experiment.model_json_schema()
     assert schema["additionalProperties"] is False
     assert {"name", "dataset", "variants", "training", "claims"} <= set(schema["properties"])
+    nested = schema["$defs"]  # every mapping inside a spec: layers, datasets, training, resources, claims
+    assert {"Dense", "Dropout", "BatchNorm", "Imdb", "Training", "Variant", "Resources", "Claim"} <= set(nested)
+    assert {name: model.get("additionalProperties") for name, model in nested.items()} == dict.fromkeys(nested, False)
+    assert nested["Training"]["properties"]["epochs"]["type"] == "integer"  # numbers stay numbers for editors
 
 
 def test_counts_in_messages_are_singular_for_one():
