@@ -162,8 +162,9 @@ def load_or_exit(paths: list[Path], console: Console) -> list[LoadedExperiment]:
             markup=False,
         )
         raise SystemExit(2)
-    loaded, errors = load_experiments(paths or DEFAULT_SPECS)
-    for line in left_out_by_suites(paths or DEFAULT_SPECS):
+    specs = paths or DEFAULT_SPECS
+    loaded, errors = load_experiments(specs)
+    for line in left_out_by_suites(specs):
         console.print(f"notice: {line}", markup=False, soft_wrap=True)
     if errors:
         for error in errors:

@@ -121,13 +121,14 @@ def epoch_rows(job: Job, train_total: int, test_total: int) -> tuple[int, int]:
     return train_total - held_out, held_out
 
 
-def fit_splits(job: Job, data: Arrays, train_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def fit_splits(job: Job, data: Arrays) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_val, y_val) for ``fit``: the test set validates, as in the seed; a held-out
-    split validates on the training set's rows from ``train_rows`` on (:func:`epoch_rows`) and trains on
-    the rows before, so the test set stays unseen until the final evaluation."""
+    split trains on the training set's first rows and validates on the rest, as :func:`epoch_rows` counts
+    them, so the test set stays unseen until the final evaluation."""
     if job.training.validation == "test":
         return data.x_train, data.y_train, data.x_test, data.y_test
-    return data.x_train[:train_rows], data.y_train[:train_rows], data.x_train[train_rows:], data.y_train[train_rows:]
+    cut, _ = epoch_rows(job, len(data.x_train), len(data.x_test))
+    return data.x_train[:cut], data.y_train[:cut], data.x_train[cut:], data.y_train[cut:]
 
 
 def estimated_flops(job: Job, train_rows: int, validation_rows: int) -> float:

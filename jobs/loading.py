@@ -316,10 +316,12 @@ def left_out_by_suites(paths: list[Path]) -> list[str]:
         if not (folder.is_dir() and suite.is_file()):
             continue
         document, errors = read_yaml(suite)
-        listed = None if errors else document.get("experiments")
-        if not isinstance(listed, list):  # an invalid suite is an error of its own (expand_paths)
+        if errors:  # an unreadable or invalid suite is an error of its own (expand_paths)
             continue
-        named = {(folder / str(name)).resolve() for name in listed}
+        listed, errors = validate_document(Suite, document, str(suite))
+        if errors:
+            continue
+        named = {(folder / name).resolve() for name in listed.experiments}
         lines += [
             f"{file}: not listed in {suite}, so not loaded (name the file, or add it to the suite's experiments)"
             for file in sorted(folder.glob("*.yaml"))

@@ -203,7 +203,6 @@ class Store:
         try:
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                locked = True
             except BlockingIOError:
                 holder = os.read(descriptor, 1024).decode(errors="replace").strip() or "a run that has not said who"
                 raise StoreBusy(
@@ -211,8 +210,8 @@ class Store:
                     "end, or give this run a --results of its own"
                 ) from None
             except OSError:  # a file system without flock: the run goes on unguarded, as on a bucket
-                locked = False
-            if locked:
+                pass
+            else:
                 os.ftruncate(descriptor, 0)
                 os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()}, since {now()}".encode())
             yield

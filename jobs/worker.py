@@ -342,11 +342,10 @@ def train(
     try:
         started, clock = now(), time.perf_counter()
         resources = job.resources
-        train_rows, _ = epoch_rows(job, len(data.x_train), len(data.x_test))
-        execution = execution_for(job, train_rows, off)
+        execution = execution_for(job, epoch_rows(job, len(data.x_train), len(data.x_test))[0], off)
         device = configure_backend(job.backend, execution.threads, resources.num_gpus, resources.memory_cap_mb)
         data = fit_inputs(job.backend, data)
-        x_train, y_train, x_val, y_val = fit_splits(job, data, train_rows)
+        x_train, y_train, x_val, y_val = fit_splits(job, data)
         import keras
 
         from jobs.models import build_model

@@ -51,11 +51,11 @@ def test_a_held_out_split_trains_on_the_rest_and_validates_on_it(suite_jobs):
     assert epoch_rows(held_out, 60_000, 10_000) == (48_000, 12_000)
     rows = np.arange(10)
     data = Arrays(rows, rows + 100, rows[:4] + 1000, rows[:4] + 2000, "rows")
-    x_train, y_train, x_val, y_val = fit_splits(held_out, data, epoch_rows(held_out, 10, 4)[0])
+    x_train, y_train, x_val, y_val = fit_splits(held_out, data)
     assert x_train.tolist() == list(range(8)) and y_train.tolist() == list(range(100, 108))
     assert x_val.tolist() == [8, 9] and y_val.tolist() == [108, 109]  # never the test set
     the_seed_s = (data.x_train, data.y_train, data.x_test, data.y_test)  # validation on the test set
-    assert all(a is b for a, b in zip(fit_splits(job, data, 10), the_seed_s, strict=True))
+    assert all(a is b for a, b in zip(fit_splits(job, data), the_seed_s, strict=True))
 
 
 def test_each_lever_can_be_turned_off(suite_jobs):
