@@ -28,7 +28,7 @@ from jobs.loading import LoadedExperiment
 from jobs.plan import Job, data_key, expand, seeds_of
 from jobs.progress import Progress
 from jobs.resources import check
-from jobs.store import JobRecord, Store, StoreBusy, StoreCorrupt, now
+from jobs.store import JobRecord, Store, StoreBusy, StoreCorrupt, StoreUnavailable, now
 from jobs.words import count, error_line
 
 #: The last line of every refusal: a refused run writes and trains nothing.
@@ -416,7 +416,7 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
     try:
         with store.hold_for_run():
             return _execute(experiments, store, options, console, handle_sigterm)
-    except StoreBusy as busy:
+    except (StoreBusy, StoreUnavailable) as busy:
         raise RunRefused([str(busy), NOTHING_TRAINED]) from None
     except KeyboardInterrupt:
         if terminated.is_set():

@@ -11,7 +11,8 @@ Layout under the root (a folder, or a URI such as ``s3://bucket/prefix``)::
     jobs/<job id>/epochs.json       the attempt in progress: every epoch it finished, the same shape
     jobs/<job id>/checkpoint.zip    the attempt in progress: weights, epochs done, random state (jobs.checkpoint)
     jobs/<job id>/owner.json        the attempt in progress: which task trains it (:meth:`JobRecord.claim`)
-    run.lock                        held by the run writing here, with who it is (:meth:`Store.hold_for_run`)
+    run.lock                        held by the run writing a local folder, with who it is (:meth:`Store.hold_for_run`)
+    run.lease                       the same in a bucket: who, and when it last renewed it (:mod:`jobs.lease`)
 
 The driver alone writes ``status.json``; the task training a job writes its epochs, checkpoint and
 ``owner.json``, so neither overwrites what the other just wrote. A job is finished when its status says ``done``
@@ -36,6 +37,7 @@ from typing import Annotated, Any
 import fsspec
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from jobs.lease import BucketLease, LeaseHeld
 from jobs.words import error_line
 
 JOB_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -187,16 +189,27 @@ class Store:
 
     @contextmanager
     def hold_for_run(self) -> Iterator[None]:
-        """Hold a local results folder for one run, or raise :class:`StoreBusy` naming the run holding it.
+        """Hold the store for one run, or raise :class:`StoreBusy` naming the run holding it
+        (:class:`StoreUnavailable` when a bucket cannot be read or written).
 
-        Two runs writing one folder would each take over the other's jobs (:meth:`JobRecord.start`), so
-        each would stop the other's training at its next epoch. The hold is an advisory ``flock`` on
-        ``run.lock``, which the operating system releases when the holder's process ends however it ends, so
-        no stale lock outlives a killed run. A bucket has no such lock: runs sharing one are not detected;
-        neither are they on a network file system that does not support ``flock`` (the run goes on).
+        Two runs writing one store would each take over the other's jobs (:meth:`JobRecord.start`), so
+        each would stop the other's training at its next epoch. A local folder is held with an advisory
+        ``flock`` on ``run.lock``, which the operating system releases when the holder's process ends however
+        it ends, so no stale lock outlives a killed run; on a network file system without ``flock`` the run
+        goes on unguarded. A bucket is held with a lease the run renews (:mod:`jobs.lease`).
         """
         if not self.local:
-            yield
+            lease = BucketLease(self)
+            try:
+                lease.acquire()
+            except LeaseHeld as held:
+                raise StoreBusy(self._busy(str(held))) from None
+            except Exception as error:  # the bucket's outage, lost credentials
+                raise StoreUnavailable(f"results store {self.uri}: cannot hold it ({error_line(error)})") from None
+            try:
+                yield
+            finally:
+                lease.release()
             return
         self.fs.makedirs(self.root, exist_ok=True)
         descriptor = os.open(self.path("run.lock"), os.O_RDWR | os.O_CREAT, 0o644)
@@ -205,10 +218,7 @@ class Store:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.read(descriptor, 1024).decode(errors="replace").strip() or "a run that has not said who"
-                raise StoreBusy(
-                    f"results store {self.uri}: another `regimen run` is writing there ({holder}); wait for it to "
-                    "end, or give this run a --results of its own"
-                ) from None
+                raise StoreBusy(self._busy(holder)) from None
             except OSError:  # a file system without flock: the run goes on unguarded, as on a bucket
                 pass
             else:
@@ -217,6 +227,12 @@ class Store:
             yield
         finally:
             os.close(descriptor)
+
+    def _busy(self, holder: str) -> str:
+        return (
+            f"results store {self.uri}: another `regimen run` is writing there ({holder}); wait for it to end, "
+            "or give this run a --results of its own"
+        )
 
     # -- jobs and experiments -----------------------------------------------------------------------
 

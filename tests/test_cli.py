@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from helpers import ROOT, SPECS, another_run_holding, regimen
 
 from jobs import data
 from jobs.cli import main, storage_logs_in_one_line
+from jobs.store import Store
 
 
 def test_validate_prints_the_six_experiments(capsys, in_root):
@@ -399,6 +401,19 @@ def test_a_run_into_a_folder_another_run_is_writing_is_refused(tmp_path, capsys,
     assert code == 2 and f"another `regimen run` is writing there (pid {holder.pid} on " in out, out
     assert "give this run a --results of its own" in out and out.rstrip().endswith("nothing was trained")
     assert not (tmp_path / "jobs").exists() and not (tmp_path / "experiments").exists()
+
+
+def test_a_run_into_a_bucket_another_run_is_writing_is_refused(capsys, in_root):
+    store = Store("memory://regimen-cli-busy-bucket/results")
+    holder = "pid 7 on a-cluster-head, since 2026-11-29T09:00:00+00:00"
+    store.write_json(store.path("run.lease"), {"holder": holder, "token": "theirs", "renewed": time.time()})
+    try:
+        code = main(["run", "specs/dropout.yaml", "--synthetic", "--results", store.uri, "--in-process"])
+        out = capsys.readouterr().out
+        assert code == 2 and f"another `regimen run` is writing there ({holder}; its lease was renewed" in out, out
+        assert out.rstrip().endswith("nothing was trained") and not store.fs.exists(store.path("jobs"))
+    finally:  # fsspec's memory filesystem lives as long as the test process
+        store.fs.rm(store.root, recursive=True)
 
 
 def test_data_says_where_each_dataset_is_found_and_how_to_stage_the_missing(tmp_path, capsys, monkeypatch):

@@ -444,5 +444,6 @@ def test_a_run_into_a_bucket_leaves_its_report_in_the_bucket(in_root, capsys):
         summary = store.fs.cat_file(store.path("report", "summary.md")).decode()
         assert "## dropout: Dropout" in summary and "One seed, not a test" in summary
         assert store.fs.exists(store.path("report", "figures", "dropout.png"))
+        assert not store.fs.exists(store.path("run.lease"))  # held while the run ran, removed at its end
     finally:  # fsspec's memory filesystem lives as long as the test process
         store.fs.rm(store.root, recursive=True)
