@@ -71,7 +71,11 @@ class BucketLease:
         if found is not None and time.time() - found["renewed"] < self.expires_after:
             raise LeaseHeld(self._describe(found))
         self._write()
-        self.sleep(self.settle)
+        try:
+            self.sleep(self.settle)
+        except BaseException:  # Ctrl-C while settling: leave no lease that would refuse the next run
+            self._remove_if_ours()
+            raise
         found = self._read()
         if found is None or found["token"] != self.token:
             raise LeaseHeld(self._describe(found) if found else "a run that started at the same moment")
@@ -82,6 +86,9 @@ class BucketLease:
         be reached now keeps the lease until it expires."""
         self._released.set()
         self._renewer.join()
+        self._remove_if_ours()
+
+    def _remove_if_ours(self) -> None:
         try:
             found = self._read()
             if found is not None and found["token"] == self.token:

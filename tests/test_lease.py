@@ -87,3 +87,12 @@ def test_a_bucket_that_cannot_be_read_is_unavailable_not_busy(bucket, monkeypatc
     monkeypatch.setattr(bucket.fs, "cat_file", outage)
     with pytest.raises(StoreUnavailable, match=r"cannot hold it \(.*unreachable\)"), bucket.hold_for_run():
         pass
+
+
+def test_a_run_stopped_while_its_lease_settles_leaves_no_lease(bucket):
+    def interrupted(seconds):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        BucketLease(bucket, sleep=interrupted).acquire()
+    assert lease_in(bucket) is None
