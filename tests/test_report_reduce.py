@@ -8,6 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from report_fixtures import imdb_experiment
+from scipy import stats
 
 from jobs.report import labels
 from jobs.report.collect import ExperimentRuns, Run
@@ -90,6 +91,10 @@ def test_a_consistent_lower_difference_is_confirmed():
     assert v.agree == 3
     assert v.t_toward_claim == pytest.approx(-v.mean / (v.std / math.sqrt(3)))
     assert v.t_critical == pytest.approx(2.920, abs=5e-4)
+    reference = stats.ttest_1samp(v.values, 0.0, alternative="less")  # scipy's own paired test, one-sided
+    assert v.t_toward_claim == pytest.approx(-reference.statistic)
+    assert v.p_toward_claim == pytest.approx(reference.pvalue)
+    assert v.interval == pytest.approx(stats.ttest_1samp(v.values, 0.0).confidence_interval(1 - 2 * LEVEL))
     # mean -0.05667, std 0.005774, standard error 0.003333; t(0.95, 2 df) = 2.91999
     assert v.interval == pytest.approx((-0.05667 - 0.009733, -0.05667 + 0.009733), abs=1e-5)
     assert (v.a.mean, v.b.mean) == pytest.approx((0.57333, 0.63), abs=1e-5)
