@@ -487,6 +487,11 @@ def _execute(
             outcomes = executor.run(to_run, datasets, store.uri_of(), progress.refresh)
             del datasets  # the executor owns them now: Ray keeps them in its object store, not twice here
             for outcome in outcomes:
+                if store.hold_lost():
+                    raise StoreFailed(
+                        f"results store {store.uri_of()}: another run took it over, this run having not renewed "
+                        "its lease in time; the run stopped, and the jobs it stored before are kept"
+                    )
                 persist(store, outcome)
                 delivered.add(outcome.job.id)
                 progress.finished(outcome)
@@ -497,7 +502,7 @@ def _execute(
     except (KeyboardInterrupt, StoreFailed):
         with stop_signals_ignored():  # a second Ctrl-C here would leave jobs running and Ray's processes behind
             executor.cancel()
-            for job in started:
+            for job in [] if store.hold_lost() else started:  # else the run holding the store now owns them
                 if job.id not in delivered:
                     with contextlib.suppress(Exception):  # best effort: the store may be what stopped the run
                         store.job(job.id).interrupt()

@@ -143,6 +143,7 @@ class Store:
         self.uri = str(root)
         self.fs, self.root = fsspec.core.url_to_fs(self.uri)
         self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        self._lease: BucketLease | None = None  # while this process's run holds a bucket
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
@@ -206,9 +207,11 @@ class Store:
                 raise StoreBusy(self._busy(str(held))) from None
             except Exception as error:  # the bucket's outage, lost credentials
                 raise StoreUnavailable(f"results store {self.uri}: cannot hold it ({error_line(error)})") from None
+            self._lease = lease
             try:
                 yield
             finally:
+                self._lease = None
                 lease.release()
             return
         self.fs.makedirs(self.root, exist_ok=True)
@@ -227,6 +230,11 @@ class Store:
             yield
         finally:
             os.close(descriptor)
+
+    def hold_lost(self) -> bool:
+        """Whether another run took this run's hold on a bucket over, as abandoned: this run could not renew
+        its lease in time (the bucket's outage, a paused machine)."""
+        return self._lease is not None and self._lease.lost.is_set()
 
     def _busy(self, holder: str) -> str:
         return (

@@ -416,6 +416,20 @@ def test_a_run_into_a_bucket_another_run_is_writing_is_refused(capsys, in_root):
         store.fs.rm(store.root, recursive=True)
 
 
+def test_a_run_into_a_bucket_taken_over_stops_and_leaves_its_jobs_to_the_run_that_took_it(capsys, in_root, monkeypatch):
+    store = Store("memory://regimen-cli-taken-over/results")
+    monkeypatch.setattr(Store, "hold_lost", lambda self: True)  # its lease expired unrenewed (tests/test_lease.py)
+    try:
+        run = ["run", "specs/dropout.yaml", "--synthetic", "--max-epochs", "1", "--in-process"]
+        code = main([*run, "--results", store.uri])
+        out = capsys.readouterr().out
+        assert code == 3 and "another run took it over, this run having not renewed its lease in time" in out, out
+        states = {store.job(job_id).status()["state"] for job_id in store.job_ids()}
+        assert states == {"running"}  # as the run that took the store over set them, not marked interrupted
+    finally:  # fsspec's memory filesystem lives as long as the test process
+        store.fs.rm(store.root, recursive=True)
+
+
 def test_data_says_where_each_dataset_is_found_and_how_to_stage_the_missing(tmp_path, capsys, monkeypatch):
     staged = tmp_path / "staged"
     (staged / "fashion-mnist").mkdir(parents=True)

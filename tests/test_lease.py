@@ -51,7 +51,19 @@ def test_a_lease_that_was_not_renewed_in_time_is_taken_over(bucket):
         assert lease_in(bucket)["holder"] != "pid 1 on a-killed-driver, since then"
 
 
-@pytest.mark.parametrize("left", [b"{half a lease", b'{"holder": "pid 1"}', b"\xff\xfe"])
+FAR_AHEAD = f'{{"holder": "pid 1", "token": "t", "renewed": {time.time() + 10**6}}}'.encode()
+
+
+@pytest.mark.parametrize(
+    "left",
+    [
+        b"{half a lease",
+        b'{"holder": "pid 1"}',
+        b"\xff\xfe",
+        b'{"holder": "pid 1", "token": "t", "renewed": Infinity}',
+        FAR_AHEAD,
+    ],
+)
 def test_a_lease_that_is_not_one_is_taken_over(bucket, left):
     bucket.write_bytes(bucket.path("run.lease"), left)
     with bucket.hold_for_run():
@@ -73,9 +85,10 @@ def test_a_held_lease_is_renewed_until_released_and_never_removed_once_taken_ove
     lease.acquire()
     first = lease_in(bucket)["renewed"]
     time.sleep(0.3)
-    assert lease_in(bucket)["renewed"] > first  # renewed from its thread
+    assert lease_in(bucket)["renewed"] > first and not lease.lost.is_set()  # renewed from its thread
     write_lease(bucket, "pid 3 on a-later-driver, since now", renewed=time.time())  # taken over as abandoned
     time.sleep(0.3)
+    assert lease.lost.is_set()  # the run it held for stops at its next result (test_run_into_a_bucket_taken_over)
     lease.release()
     assert lease_in(bucket)["holder"] == "pid 3 on a-later-driver, since now"  # neither renewed over nor removed
 
@@ -95,4 +108,19 @@ def test_a_run_stopped_while_its_lease_settles_leaves_no_lease(bucket):
 
     with pytest.raises(KeyboardInterrupt):
         BucketLease(bucket, sleep=interrupted).acquire()
+    assert lease_in(bucket) is None
+
+
+def test_a_run_whose_lease_cannot_be_read_back_leaves_no_lease(bucket, monkeypatch):
+    read = bucket.fs.cat_file
+
+    def the_bucket_fails_once(seconds):
+        def failing(path):
+            monkeypatch.setattr(bucket.fs, "cat_file", read)
+            raise ConnectionError("the bucket is unreachable")
+
+        monkeypatch.setattr(bucket.fs, "cat_file", failing)
+
+    with pytest.raises(ConnectionError):
+        BucketLease(bucket, sleep=the_bucket_fails_once).acquire()
     assert lease_in(bucket) is None
