@@ -414,6 +414,7 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
             signal.signal(signal.SIGTERM, terminate)
 
     try:
+        handle_sigterm()  # from the start, so that a run stopped while it takes its hold leaves none behind
         with store.hold_for_run():
             return _execute(experiments, store, options, console, handle_sigterm)
     except (StoreBusy, StoreUnavailable) as busy:

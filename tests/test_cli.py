@@ -2,6 +2,8 @@
 
 import json
 import logging
+import os
+import signal
 import time
 
 import numpy as np
@@ -11,6 +13,7 @@ from helpers import ROOT, SPECS, another_run_holding, regimen
 
 from jobs import data
 from jobs.cli import main, storage_logs_in_one_line
+from jobs.lease import BucketLease
 from jobs.store import Store
 
 
@@ -426,6 +429,23 @@ def test_a_run_into_a_bucket_taken_over_stops_and_leaves_its_jobs_to_the_run_tha
         assert code == 3 and "another run took it over, this run having not renewed its lease in time" in out, out
         states = {store.job(job_id).status()["state"] for job_id in store.job_ids()}
         assert states == {"running"}  # as the run that took the store over set them, not marked interrupted
+    finally:  # fsspec's memory filesystem lives as long as the test process
+        store.fs.rm(store.root, recursive=True)
+
+
+def test_a_run_terminated_while_it_takes_its_hold_on_a_bucket_leaves_no_lease(capsys, in_root, monkeypatch):
+    store = Store("memory://regimen-cli-terminated/results")
+    acquire = BucketLease.acquire
+
+    def acquire_terminated_while_settling(lease):
+        lease.sleep = lambda seconds: os.kill(os.getpid(), signal.SIGTERM)  # a scheduler's time limit, say
+        acquire(lease)
+
+    monkeypatch.setattr(BucketLease, "acquire", acquire_terminated_while_settling)
+    try:
+        code = main(["run", "specs/dropout.yaml", "--synthetic", "--in-process", "--results", store.uri])
+        assert code == 143 and "terminated (SIGTERM)" in capsys.readouterr().out
+        assert not store.fs.exists(store.path("run.lease"))
     finally:  # fsspec's memory filesystem lives as long as the test process
         store.fs.rm(store.root, recursive=True)
 
