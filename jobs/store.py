@@ -222,7 +222,7 @@ class Store:
             except BlockingIOError:
                 holder = os.read(descriptor, 1024).decode(errors="replace").strip() or "a run that has not said who"
                 raise StoreBusy(self._busy(holder)) from None
-            except OSError:  # a file system without flock: the run goes on unguarded, as on a bucket
+            except OSError:  # a file system without flock: the run goes on unguarded
                 pass
             else:
                 os.ftruncate(descriptor, 0)
