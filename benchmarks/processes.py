@@ -22,23 +22,29 @@ class Measured:
     seconds: float
     peak_memory_bytes: int
     returncode: int
+    #: what made up the peak: each process's name and PSS at that moment, largest first
+    at_peak: tuple[tuple[str, int], ...] = ()
 
 
-def tree_pss(root: psutil.Process) -> int:
-    total = 0
+def tree_pss(root: psutil.Process) -> tuple[tuple[str, int], ...]:
+    """Each process of the tree under ``root`` (itself included): its name, as its command line gives it
+    (Ray's workers name their task there), and its PSS; largest first."""
     try:
         processes = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0
+        return ()
+    sizes = []
     for process in processes:
         with contextlib.suppress(psutil.Error):  # exited between listing and reading
-            total += process.memory_full_info().pss
-    return total
+            command = process.cmdline()
+            name = Path(command[0]).name if command else process.name()
+            sizes.append((name, process.memory_full_info().pss))
+    return tuple(sorted(sizes, key=lambda size: -size[1]))
 
 
 def measure(command: list[str], log: Path, cwd: Path, env: dict | None = None, interval: float = 0.2) -> Measured:
     """Run ``command`` to completion, its output appended to ``log``."""
-    peak = 0
+    peak, at_peak = 0, ()
     with log.open("a") as out:
         started = time.perf_counter()
         child = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -46,9 +52,11 @@ def measure(command: list[str], log: Path, cwd: Path, env: dict | None = None, i
         done = threading.Event()
 
         def sample():
-            nonlocal peak
+            nonlocal peak, at_peak
             while not done.wait(interval):
-                peak = max(peak, tree_pss(root))
+                sizes = tree_pss(root)
+                if sum(size for _, size in sizes) > peak:
+                    peak, at_peak = sum(size for _, size in sizes), sizes
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -56,4 +64,4 @@ def measure(command: list[str], log: Path, cwd: Path, env: dict | None = None, i
         seconds = time.perf_counter() - started
         done.set()
         sampler.join()
-    return Measured(seconds, peak, returncode)
+    return Measured(seconds, peak, returncode, at_peak)

@@ -149,19 +149,20 @@ def run_baseline(data: Path, scratch: Path) -> tuple[Measured, dict, dict]:
     """The five scripts one after another, each its own process, as a user runs them; their test metrics
     and each script's seconds."""
     env = {**os.environ, "REGIMEN_BENCH_DATA": str(data), "REGIMEN_BENCH_OUT": str(scratch)}
-    seconds, peak, metrics, returncode, scripts = 0.0, 0, {}, 0, {}
+    seconds, largest, metrics, returncode, scripts = 0.0, Measured(0, 0, 0), {}, 0, {}
     for script in VARIANTS:
         out = scratch / f"{script}.json"
         command = [sys.executable, str(ROOT / "benchmarks" / "run_seed_script.py"), str(SEED_SCRIPTS / f"{script}.py")]
         measured = measure([*command, str(out)], scratch / "baseline.log", ROOT, env)
-        seconds, peak = seconds + measured.seconds, max(peak, measured.peak_memory_bytes)
+        seconds = seconds + measured.seconds
+        largest = max(largest, measured, key=lambda m: m.peak_memory_bytes)
         scripts[script] = round(measured.seconds, 1)
         returncode = returncode or measured.returncode
         if measured.returncode == 0:
             for experiment in SCRIPT_EXPERIMENTS[script]:
                 metrics[experiment] = json.loads(out.read_text())
         print(f"  baseline {script}: {measured.seconds:.1f} s", flush=True)
-    return Measured(seconds, peak, returncode), metrics, scripts
+    return Measured(seconds, largest.peak_memory_bytes, returncode, largest.at_peak), metrics, scripts
 
 
 def stored_results(experiments, results: Path, precision: str = FULL_PRECISION) -> list[tuple]:
@@ -332,6 +333,8 @@ def side_report(measured: Measured, baseline: Measured, flops: float, peak: floa
         "wall_ratio": round(measured.seconds / baseline.seconds, 4),
         "flop_share": round(flops / measured.seconds / peak, 4),
         "peak_memory_gib": round(measured.peak_memory_bytes / 2**30, 3),
+        # the processes that made up the peak, largest first (PSS in MiB)
+        "at_peak_mib": [[name, round(size / 2**20)] for name, size in measured.at_peak],
         "exit_code": measured.returncode,
     }
 
@@ -346,6 +349,9 @@ def print_report(report: dict, out: Path) -> None:
             f"{name:<24} {side['wall_s']:8.1f} {side['wall_ratio']:10.3f} {side['flop_share']:11.3f} "
             f"{side['peak_memory_gib']:9.2f}"
         )
+    for name, side in report["sides"].items():
+        largest = ", ".join(f"{process} {mib}" for process, mib in side["at_peak_mib"][:4])
+        print(f"{name} at its peak, MiB: {largest}")
     print(f"rerun of the finished suite: {report['rerun']['wall_s']:.1f} s ({report['rerun']['last_line']})")
     for name, side in report["sides"].items():
         if "jobs" not in side:

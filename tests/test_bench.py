@@ -3,12 +3,14 @@
 import hashlib
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import ROOT
 
 sys.path.insert(0, str(ROOT))
+from benchmarks.processes import measure
 from benchmarks.run_seed_script import VARIANTS
 from benchmarks.suite import SCRIPT_EXPERIMENTS, compare, stored_results, suite_jobs, write_synthetic_imdb
 from jobs.data import IMDB_SHUFFLE_SEED, preprocess_imdb, read_npz, synthetic
@@ -84,3 +86,16 @@ def test_the_job_timeline_shows_each_jobs_span_and_process_from_the_suites_first
         (dropout.label, 0.0, 20.0, 8),
         (basic.label, 5.0, 35.0, 7),
     ]
+
+
+def test_the_peak_memory_names_the_processes_that_made_it_up(tmp_path):
+    parent = (
+        "import subprocess, sys; held = b'1' * (200 * 2**20); "  # written, so resident (calloc's pages are not)
+        "subprocess.run([sys.executable, '-c', 'import time; held = b\\'1\\' * (100 * 2**20); time.sleep(2)'])"
+    )
+    measured = measure([sys.executable, "-c", parent], tmp_path / "log", tmp_path, interval=0.1)
+    assert measured.returncode == 0
+    (first, first_size), (second, second_size) = measured.at_peak
+    assert first == second == Path(sys.executable).name
+    assert first_size >= 200 * 2**20 and 100 * 2**20 <= second_size < 200 * 2**20  # the parent, then its child
+    assert measured.peak_memory_bytes == first_size + second_size
