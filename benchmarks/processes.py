@@ -37,7 +37,10 @@ def tree_pss(root: psutil.Process) -> tuple[tuple[str, int], ...]:
     for process in processes:
         with contextlib.suppress(psutil.Error):  # exited between listing and reading
             command = process.cmdline()
-            name = Path(command[0]).name if command else process.name()
+            if not command:
+                name = process.name()
+            else:  # a Ray worker's title, "ray::regimen:fashion/develop/s0", is no path
+                name = command[0] if command[0].startswith("ray::") else Path(command[0]).name
             sizes.append((name, process.memory_full_info().pss))
     return tuple(sorted(sizes, key=lambda size: -size[1]))
 
