@@ -58,8 +58,9 @@ def measure(command: list[str], log: Path, cwd: Path, env: dict | None = None, i
             nonlocal peak, at_peak
             while not done.wait(interval):
                 sizes = tree_pss(root)
-                if sum(size for _, size in sizes) > peak:
-                    peak, at_peak = sum(size for _, size in sizes), sizes
+                total = sum(size for _, size in sizes)
+                if total > peak:
+                    peak, at_peak = total, sizes
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()

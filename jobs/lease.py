@@ -85,7 +85,7 @@ class BucketLease:
         except BaseException:  # Ctrl-C, the bucket's outage: leave no lease that would refuse the next run
             self._remove_if_ours()
             raise
-        if found is None or found["token"] != self.token:
+        if not self._ours(found):
             raise LeaseHeld(self._describe(found) if found else "a run that started at the same moment")
         self._renewer.start()
 
@@ -99,7 +99,7 @@ class BucketLease:
     def _remove_if_ours(self) -> None:
         try:
             found = self._read()
-            if found is not None and found["token"] == self.token:
+            if self._ours(found):
                 self.store.fs.rm(self.path)
         except Exception:  # the run's own outcome matters more than its lease's tidy end
             pass
@@ -109,13 +109,16 @@ class BucketLease:
         while not self._released.wait(wait):
             try:
                 found = self._read()
-                if found is None or found["token"] != self.token:
+                if not self._ours(found):
                     self.lost.set()  # taken over as abandoned
                     return
                 self._write()
                 wait = self.renew_every
             except Exception:  # a moment's outage of the bucket: try again soon
                 wait = min(RETRY_S, self.renew_every)
+
+    def _ours(self, found: dict | None) -> bool:
+        return found is not None and found["token"] == self.token
 
     def _live(self, found: dict) -> bool:
         """Renewed less than ``expires_after`` ago; a lease stamped further ahead than that is no clock's."""
