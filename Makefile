@@ -56,7 +56,7 @@ data: $(INSTALLED) ## where each dataset is found; DIR=path stages real MNIST an
 	elif [ -n "$(DIR)" ]; then echo "no ../shared/data/stage-offline-data here: put the files listed below in $(DIR)"; fi
 	$(BIN)/regimen data $(if $(DIR),--data-dir $(DIR))
 
-bench: $(INSTALLED) ## the suite vs the seed's scripts, side by side (~20 min; benchmarks/suite.py, BENCHMARKS.md)
+bench: $(INSTALLED) ## the suite vs the seed's scripts, side by side (20–26 min on 2 cores; benchmarks/suite.py, BENCHMARKS.md)
 	$(BIN)/python benchmarks/suite.py $(if $(DIR),--data-dir $(DIR))
 
 bench-levers: $(INSTALLED) ## each performance lever on and off, on make bench's data (benchmarks/levers.py)
