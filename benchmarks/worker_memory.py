@@ -1,12 +1,16 @@
 """What a TensorFlow worker process keeps after a job: its resident memory across jobs it runs in turn.
 
     .venv/bin/python benchmarks/worker_memory.py [--data-dir DIR] [--examples N] [--jobs 3] [--max-epochs 1]
+                                                 [--arenas 1]
 
 Trains fashion/develop in this one process, as a reused Ray worker would, ``--jobs`` times (each into a
 fresh store, so none resumes), on real Fashion-MNIST from ``--data-dir`` or on SYNTHETIC images with
 ``--examples`` training examples. Prints the process's resident memory after TensorFlow's import, after
-the data is read, and after each job; then, after the first job, the large arrays Python can still
-reach (the dataset's own among them) and the functions TensorFlow's eager context still holds.
+the data is read, after each epoch of the first job and after each job; then, after the first job, the
+large arrays Python can still reach (the dataset's own among them) and the functions TensorFlow's eager
+context still holds. The process runs with glibc's ``MALLOC_ARENA_MAX`` at ``--arenas``, as Ray's
+TensorFlow workers do (``jobs.execution.process_env``); ``--arenas 0`` leaves glibc's default (8 heaps
+per core).
 """
 
 from __future__ import annotations
@@ -52,12 +56,22 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=60_000, help="SYNTHETIC training examples")
     parser.add_argument("--jobs", type=int, default=3)
     parser.add_argument("--max-epochs", type=int, default=1)
+    parser.add_argument("--arenas", type=int, help="glibc's MALLOC_ARENA_MAX (default: as Ray's workers); 0: glibc's")
     args = parser.parse_args()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(ROOT))
-    from jobs.data import synthetic
+    from jobs.execution import process_env
     from jobs.loading import load_experiments
     from jobs.plan import expand
+
+    (item,), _ = load_experiments([ROOT / "specs" / "fashion.yaml"])
+    (job,) = expand([item.experiment], synthetic=args.data_dir is None, max_epochs=args.max_epochs)
+    arenas = process_env(job)["MALLOC_ARENA_MAX"] if args.arenas is None else str(args.arenas)
+    if os.environ.get("MALLOC_ARENA_MAX", "0") != arenas:  # glibc reads it only as a process starts
+        environment = {key: value for key, value in os.environ.items() if key != "MALLOC_ARENA_MAX"}
+        environment |= {"MALLOC_ARENA_MAX": arenas} if arenas != "0" else {}
+        os.execve(sys.executable, [sys.executable, *sys.argv], environment)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from jobs.data import synthetic
     from jobs.run import locate_datasets, read_datasets
     from jobs.worker import configure_backend, train
 
@@ -66,16 +80,19 @@ def main() -> None:
     from tensorflow.python.eager import context
 
     print(f"{'TensorFlow imported':<36} {resident_mib():7.0f} MiB")
-    (item,), _ = load_experiments([ROOT / "specs" / "fashion.yaml"])
-    (job,) = expand([item.experiment], synthetic=args.data_dir is None, max_epochs=args.max_epochs)
     if args.data_dir is None:
         data = synthetic(job.dataset, train=args.examples, test=args.examples // 6)
     else:
         data = next(iter(read_datasets(locate_datasets([job], args.data_dir)).values()))
     print(f"{'data read: ' + data.source[:25]:<36} {resident_mib():7.0f} MiB")
+    print(f"glibc heaps at most: {arenas if arenas != '0' else '8 per core (its default)'}")
+
+    def after_epoch(job_id, epoch, epochs, logs):
+        print(f"{f'  after epoch {epoch}':<36} {resident_mib():7.0f} MiB")
+
     with tempfile.TemporaryDirectory(prefix="regimen-worker-memory-") as stores:
         for n in range(1, args.jobs + 1):
-            train(job, data, f"{stores}/{n}")
+            train(job, data, f"{stores}/{n}", after_epoch if n == 1 else None)
             gc.collect()
             print(f"{f'after job {n}':<36} {resident_mib():7.0f} MiB")
             if n == 1:

@@ -21,6 +21,12 @@ from jobs.worker import JobFailed, train
 #: per task, not to ``ray.init``: a job submitted with env_vars of its own would conflict with those there.
 QUIET_WORKERS = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
 
+
+def worker_env(job: Job) -> dict[str, str]:
+    """The environment Ray starts ``job``'s worker process with."""
+    return {**QUIET_WORKERS, **process_env(job)}
+
+
 #: Ray retries a task this many times after a system failure (node died, worker killed, preemption).
 #: Exceptions raised by the job itself are results, never retried.
 SYSTEM_RETRIES = 3
@@ -147,7 +153,7 @@ class RayExecutor(Executor):
         return task.options(
             num_cpus=resources.num_cpus,
             num_gpus=resources.num_gpus,
-            runtime_env={"env_vars": {**QUIET_WORKERS, **process_env(job)}},
+            runtime_env={"env_vars": worker_env(job)},
             max_retries=SYSTEM_RETRIES,
             retry_exceptions=False,
             name=f"regimen:{job.label}",

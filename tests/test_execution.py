@@ -141,7 +141,7 @@ def on_gpu(job, num_gpus, gpu_memory_mb=None):
 
 def test_a_worker_process_serves_only_jobs_that_set_up_the_backend_alike(suite_jobs):
     job = suite_jobs["dropout/basic"]
-    assert process_env(job) == {"KERAS_BACKEND": "tensorflow", "REGIMEN_THREADS": "1"}
+    assert process_env(job) == {"KERAS_BACKEND": "tensorflow", "REGIMEN_THREADS": "1", "MALLOC_ARENA_MAX": "1"}
     envs = [process_env(on_gpu(job, *share)) for share in ((1,), (1, 4000), (0.25, 2048), (0.25, 4096), (0.5, 2048))]
     assert envs[0] == envs[1]  # a whole GPU is never capped
     assert len({tuple(sorted(env.items())) for env in [process_env(job), *envs[1:]]}) == 5

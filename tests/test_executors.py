@@ -13,7 +13,7 @@ from helpers import ROOT, SPECS, load_specs, with_resources
 
 from jobs import checkpoint
 from jobs.data import Arrays, synthetic
-from jobs.executors import InProcessExecutor, RayExecutor
+from jobs.executors import InProcessExecutor, RayExecutor, worker_env
 from jobs.plan import Use, data_key, expand, job_id
 from jobs.worker import configure_backend
 
@@ -118,6 +118,20 @@ def test_a_seed_makes_runs_repeatable_and_another_seed_differs(jobs_and_data, tm
     )
     np.testing.assert_allclose(first, again, rtol=1e-5)
     assert not np.allclose(first, other, rtol=1e-3), "seed 1 trained exactly as seed 0"
+
+
+@pytest.mark.ray
+def test_a_worker_process_starts_with_its_jobs_environment(jobs_and_data, local_ray):
+    """glibc reads MALLOC_ARENA_MAX once, as a process starts: Ray must start the worker with it (its
+    /proc environ is what it was started with), not only set it in os.environ afterwards."""
+    jobs, _ = jobs_and_data
+
+    @local_ray.remote
+    def started_with() -> list[bytes]:
+        return Path("/proc/self/environ").read_bytes().split(b"\0")
+
+    environ = local_ray.get(started_with.options(runtime_env={"env_vars": worker_env(jobs[0])}).remote())
+    assert b"MALLOC_ARENA_MAX=1" in environ and b"KERAS_BACKEND=tensorflow" in environ
 
 
 @pytest.mark.ray
