@@ -67,9 +67,9 @@ def process_env(job: Job) -> dict[str, str]:
         env["REGIMEN_THREADS"] = str(threads_for(resources.num_cpus))
         # glibc gives threads that allocate at once heaps of their own (up to 8 per core), and a fit's
         # input-pipeline threads take each batch from whichever: a worker's memory grew every epoch
-        # (Fashion-MNIST: 1 113 MiB after the first, 1 526 after the twelfth) and was not given back. With
-        # one heap it stays flat (1 092 MiB) at the same speed. JAX gained nothing from it and ran 5 %
-        # slower. BENCHMARKS.md, "glibc's heaps". glibc reads it only as a process starts.
+        # (Fashion-MNIST: 1 121 MiB after the first, 1 509 after the twelfth) and was not given back. With
+        # one heap it stays flat (1 080, then 1 102) at the same speed. JAX's stays flat either way, and it
+        # ran 5-10 % slower with one. BENCHMARKS.md, "One glibc heap". glibc reads it as a process starts.
         env["MALLOC_ARENA_MAX"] = "1"
     if resources.num_gpus > 0:
         cap = resources.memory_cap_mb
