@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository's spec folder, a quiet TensorFlow, and Ray clusters that ask for a token."""
+"""Shared fixtures: the repository's spec folder, a quiet TensorFlow, `validate` on TensorFlow in this process,
+and Ray clusters that ask for a token."""
 
 import os
 from pathlib import Path
@@ -11,6 +12,16 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")
 # (the token advice's tests) cannot turn token authentication off for the session's later Ray clusters
 import ray
 from helpers import ROOT, SPECS
+
+from jobs import cli
+
+
+@pytest.fixture(autouse=True)
+def validate_on_tensorflow(monkeypatch):
+    """A process runs one Keras backend, and this one trains on TensorFlow in its in-process tests: so
+    `regimen validate` called here builds on TensorFlow too, not on the numpy backend it picks in a process
+    of its own (which its own test checks, in a process of its own)."""
+    monkeypatch.setattr(cli, "building_backend", lambda: "tensorflow")
 
 
 @pytest.fixture
