@@ -1,6 +1,6 @@
 """Speed targets of the issues, measured end to end as a user meets them (not in unit tests).
 
-    .venv/bin/python benchmarks/targets.py [--skip-demo]      (make bench)
+    .venv/bin/python benchmarks/targets.py      (make bench-targets)
 
 Each line: what was timed, the seconds it took, the target, and whether it was met. Uses a scratch
 folder; needs nothing but the installed project (no data, no network). Exit code 1 if a target is missed.
@@ -43,16 +43,13 @@ def gpu_refusal(scratch: Path) -> tuple[float, subprocess.CompletedProcess]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip-demo", action="store_true", help="skip the first (training) demo run")
-    args = parser.parse_args()
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="regimen-bench-"))
     results = str(scratch / "results")
     demo = [*REGIMEN, "run", "specs", "--synthetic", "--max-epochs", "3", "--results", results]
-    measurements = [("regimen validate (six specs, every model built)", *timed([*REGIMEN, "validate"]), 10)]
-    if not args.skip_demo:
-        measurements.append(("make demo, first run (10 jobs on Ray, report)", *timed(demo), 180))
-    measurements += [
+    measurements = [
+        ("regimen validate (six specs, every model built)", *timed([*REGIMEN, "validate"]), 10),
+        ("make demo, first run (10 jobs on Ray, report)", *timed(demo), 180),
         ("make demo, again (0 jobs to train, report)", *timed(demo), 10),
         ("regimen report (six experiments)", *timed([*REGIMEN, "report", "--results", results]), 10),
         ("GPU request on a no-GPU cluster refused", *gpu_refusal(scratch), 10),
