@@ -39,7 +39,7 @@ lint: $(INSTALLED) ## ruff
 run: $(INSTALLED) ## train the built-in suite at the seed's settings, SEEDS=3 seeds a variant, on a local Ray; the report
 	$(BIN)/regimen run specs --seeds $(SEEDS) --results $(RESULTS) $(ARGS)
 
-demo: $(INSTALLED) ## the whole suite on SYNTHETIC data, 3 epochs a job (46–96 s on 2 cores, as measured)
+demo: $(INSTALLED) ## the whole suite on SYNTHETIC data, 3 epochs a job (82 s on 2 cores: bench/results/targets-*)
 	$(BIN)/regimen run specs --synthetic --max-epochs 3 --results $(RESULTS) $(ARGS)
 
 report: $(INSTALLED) ## re-render the report from stored results, no training
@@ -56,7 +56,7 @@ data: $(INSTALLED) ## where each dataset is found; DIR=path stages real MNIST an
 	elif [ -n "$(DIR)" ]; then echo "no ../shared/data/stage-offline-data here: put the files listed below in $(DIR)"; fi
 	$(BIN)/regimen data $(if $(DIR),--data-dir $(DIR))
 
-bench: $(INSTALLED) ## the suite vs the seed's scripts, side by side (20–26 min on 2 cores; benchmarks/suite.py, BENCHMARKS.md)
+bench: $(INSTALLED) ## the suite vs the seed's scripts, side by side (17–26 min on 2 cores; benchmarks/suite.py, BENCHMARKS.md)
 	$(BIN)/python benchmarks/suite.py $(if $(DIR),--data-dir $(DIR))
 
 bench-levers: $(INSTALLED) ## each performance lever on and off, on make bench's data (benchmarks/levers.py)

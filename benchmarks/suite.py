@@ -346,7 +346,8 @@ def print_report(report: dict, out: Path) -> None:
     print(f"{'side':<24} {'wall s':>8} {'÷ baseline':>10} {'FLOP share':>11} {'peak GiB':>9}")
     for name, side in report["sides"].items():
         print(
-            f"{name:<24} {side['wall_s']:8.1f} {side['wall_ratio']:10.3f} {side['flop_share']:11.3f} "
+            # the four decimals stored: printing three would round a rounded number
+            f"{name:<24} {side['wall_s']:8.1f} {side['wall_ratio']:10.4f} {side['flop_share']:11.4f} "
             f"{side['peak_memory_gib']:9.2f}"
         )
     for name, side in report["sides"].items():

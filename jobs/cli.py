@@ -177,8 +177,8 @@ def load_or_exit(paths: list[Path], console: Console) -> list[LoadedExperiment]:
 
 def building_backend() -> str:
     """The Keras backend ``validate`` builds models on. A model's layers, shapes and parameter counts are the
-    same on every backend, so the one quickest to import and build on: Keras' numpy backend (the suite's
-    eleven models in about 3 s on 2 cores, against 8.5 s on TensorFlow, most of it TensorFlow's import),
+    same on every backend, so the one quickest to import and build on: Keras' numpy backend (the whole
+    command 5.4 s on 2 cores against 10.8 on TensorFlow, most of it TensorFlow's import; BENCHMARKS.md),
     which needs JAX installed (its ``nn`` module imports it); TensorFlow without it."""
     return "numpy" if importlib.util.find_spec("jax") else "tensorflow"
 
