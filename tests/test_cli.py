@@ -488,3 +488,21 @@ def test_data_reads_what_it_finds_and_names_a_corrupt_file(tmp_path, capsys, mon
     assert main(["data", "--data-dir", str(tmp_path)]) == 2
     (mnist,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("found", "corrupt"))]
     assert mnist.startswith(f"corrupt  mnist          {tmp_path / 'mnist.npz'}: not a readable .npz file")
+
+
+def test_ctrl_c_during_a_forced_run_says_which_results_it_kept(capsys, in_root, monkeypatch, tmp_path):
+    """With --force, "run it again to resume" would mislead: a rerun with --force trains every job again."""
+    from jobs import run
+
+    def interrupted(options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "start_executor", interrupted)
+    ctrl_c = signal.getsignal(signal.SIGINT)
+    try:  # the run ignores further Ctrl-Cs once it stops; this process must not
+        code = main(["run", "specs/dropout.yaml", "--synthetic", "--force", "--results", str(tmp_path), "--no-report"])
+    finally:
+        signal.signal(signal.SIGINT, ctrl_c)
+    out = capsys.readouterr().out
+    assert code == 130 and f"interrupted: finished jobs are stored in {tmp_path}; jobs being trained again" in out
+    assert "run the command again without --force to keep those" in out and "run the same command again" not in out
