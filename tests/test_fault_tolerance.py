@@ -152,14 +152,17 @@ def test_a_bucket_store_keeps_the_checkpoint_for_a_retry_on_any_node():
         if epoch == 2:
             raise RuntimeError("preempted")
 
-    with pytest.raises(JobFailed):
-        train(job, data, uri, die_after_epoch_2)
-    assert record.checkpoint()  # the epoch-1 checkpoint is in the bucket
-    output = train(job, data, uri)  # a fresh local folder: everything comes from the bucket
-    assert "resumed after epoch 1 from the checkpoint" in output["log"]
-    assert all(len(values) == 4 for values in output["history"].values())
-    record.finish(output["history"], output["result"], output["log"])
-    assert not record.store.fs.exists(record.checkpoint_file)
+    try:
+        with pytest.raises(JobFailed):
+            train(job, data, uri, die_after_epoch_2)
+        assert record.checkpoint()  # the epoch-1 checkpoint is in the bucket
+        output = train(job, data, uri)  # a fresh local folder: everything comes from the bucket
+        assert "resumed after epoch 1 from the checkpoint" in output["log"]
+        assert all(len(values) == 4 for values in output["history"].values())
+        record.finish(output["history"], output["result"], output["log"])
+        assert not record.store.fs.exists(record.checkpoint_file)
+    finally:  # fsspec's memory filesystem lives as long as the test process
+        record.store.fs.rm(record.store.root, recursive=True)
 
 
 def test_a_job_outliving_its_driver_stops_once_a_newer_attempt_starts(tmp_path):
