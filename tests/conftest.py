@@ -19,8 +19,8 @@ from jobs import cli
 @pytest.fixture(autouse=True)
 def validate_on_tensorflow(monkeypatch):
     """A process runs one Keras backend, and this one trains on TensorFlow in its in-process tests: so
-    `regimen validate` called here builds on TensorFlow too, not on the numpy backend it picks in a process
-    of its own (which its own test checks, in a process of its own)."""
+    `regimen validate` called here builds on TensorFlow too, not on the numpy backend it picks when it has
+    the process to itself (which tests/test_cli.py checks in a subprocess)."""
     monkeypatch.setattr(cli, "building_backend", lambda: "tensorflow")
 
 
