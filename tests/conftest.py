@@ -1,7 +1,8 @@
 """Shared fixtures: the repository's spec folder, a quiet TensorFlow, `validate` on TensorFlow in this process,
-and Ray clusters that ask for a token."""
+an empty bucket store, and Ray clusters that ask for a token."""
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import ray
 from helpers import ROOT, SPECS
 
 from jobs import cli
+from jobs.store import Store
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +24,16 @@ def validate_on_tensorflow(monkeypatch):
     `regimen validate` called here builds on TensorFlow too, not on the numpy backend it picks when it has
     the process to itself (which tests/test_cli.py checks in a subprocess)."""
     monkeypatch.setattr(cli, "building_backend", lambda: "tensorflow")
+
+
+@pytest.fixture
+def bucket():
+    """An empty store in a bucket of its own (fsspec's memory:// standing in for s3://), removed afterwards:
+    fsspec's memory filesystem lives as long as the test process."""
+    store = Store(f"memory://regimen-{uuid.uuid4().hex}/results")
+    yield store
+    if store.fs.exists(store.root):
+        store.fs.rm(store.root, recursive=True)
 
 
 @pytest.fixture

@@ -419,35 +419,28 @@ def test_a_run_into_a_folder_another_run_is_writing_is_refused(tmp_path, capsys,
     assert not (tmp_path / "jobs").exists() and not (tmp_path / "experiments").exists()
 
 
-def test_a_run_into_a_bucket_another_run_is_writing_is_refused(capsys, in_root):
-    store = Store("memory://regimen-cli-busy-bucket/results")
+def test_a_run_into_a_bucket_another_run_is_writing_is_refused(capsys, in_root, bucket):
     holder = "pid 7 on a-cluster-head, since 2026-11-29T09:00:00+00:00"
-    store.write_json(store.path("run.lease"), {"holder": holder, "token": "theirs", "renewed": time.time()})
-    try:
-        code = main(["run", "specs/dropout.yaml", "--synthetic", "--results", store.uri, "--in-process"])
-        out = capsys.readouterr().out
-        assert code == 2 and f"another `regimen run` is writing there ({holder}; its lease was renewed" in out, out
-        assert out.rstrip().endswith("nothing was trained") and not store.fs.exists(store.path("jobs"))
-    finally:  # fsspec's memory filesystem lives as long as the test process
-        store.fs.rm(store.root, recursive=True)
+    bucket.write_json(bucket.path("run.lease"), {"holder": holder, "token": "theirs", "renewed": time.time()})
+    code = main(["run", "specs/dropout.yaml", "--synthetic", "--results", bucket.uri, "--in-process"])
+    out = capsys.readouterr().out
+    assert code == 2 and f"another `regimen run` is writing there ({holder}; its lease was renewed" in out, out
+    assert out.rstrip().endswith("nothing was trained") and not bucket.fs.exists(bucket.path("jobs"))
 
 
-def test_a_run_into_a_bucket_taken_over_stops_and_leaves_its_jobs_to_the_run_that_took_it(capsys, in_root, monkeypatch):
-    store = Store("memory://regimen-cli-taken-over/results")
+def test_a_run_into_a_bucket_taken_over_stops_and_leaves_its_jobs_to_the_run_that_took_it(
+    capsys, in_root, monkeypatch, bucket
+):
     monkeypatch.setattr(Store, "hold_lost", lambda self: True)  # its lease expired unrenewed (tests/test_lease.py)
-    try:
-        run = ["run", "specs/dropout.yaml", "--synthetic", "--max-epochs", "1", "--in-process"]
-        code = main([*run, "--results", store.uri])
-        out = capsys.readouterr().out
-        assert code == 3 and "another run took it over, this run having not renewed its lease in time" in out, out
-        states = {store.job(job_id).status()["state"] for job_id in store.job_ids()}
-        assert states == {"running"}  # as the run that took the store over set them, not marked interrupted
-    finally:  # fsspec's memory filesystem lives as long as the test process
-        store.fs.rm(store.root, recursive=True)
+    run = ["run", "specs/dropout.yaml", "--synthetic", "--max-epochs", "1", "--in-process"]
+    code = main([*run, "--results", bucket.uri])
+    out = capsys.readouterr().out
+    assert code == 3 and "another run took it over, this run having not renewed its lease in time" in out, out
+    states = {bucket.job(job_id).status()["state"] for job_id in bucket.job_ids()}
+    assert states == {"running"}  # as the run that took the store over set them, not marked interrupted
 
 
-def test_a_run_terminated_while_it_takes_its_hold_on_a_bucket_leaves_no_lease(capsys, in_root, monkeypatch):
-    store = Store("memory://regimen-cli-terminated/results")
+def test_a_run_terminated_while_it_takes_its_hold_on_a_bucket_leaves_no_lease(capsys, in_root, monkeypatch, bucket):
     acquire = BucketLease.acquire
 
     def acquire_terminated_while_settling(lease):
@@ -455,12 +448,9 @@ def test_a_run_terminated_while_it_takes_its_hold_on_a_bucket_leaves_no_lease(ca
         acquire(lease)
 
     monkeypatch.setattr(BucketLease, "acquire", acquire_terminated_while_settling)
-    try:
-        code = main(["run", "specs/dropout.yaml", "--synthetic", "--in-process", "--results", store.uri])
-        assert code == 143 and "terminated (SIGTERM)" in capsys.readouterr().out
-        assert not store.fs.exists(store.path("run.lease"))
-    finally:  # fsspec's memory filesystem lives as long as the test process
-        store.fs.rm(store.root, recursive=True)
+    code = main(["run", "specs/dropout.yaml", "--synthetic", "--in-process", "--results", bucket.uri])
+    assert code == 143 and "terminated (SIGTERM)" in capsys.readouterr().out
+    assert not bucket.fs.exists(bucket.path("run.lease"))
 
 
 def test_data_says_where_each_dataset_is_found_and_how_to_stage_the_missing(tmp_path, capsys, monkeypatch):

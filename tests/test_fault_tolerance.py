@@ -140,29 +140,25 @@ def test_a_checkpoint_that_cannot_be_read_is_dropped_and_the_job_trained_from_th
     assert output["result"]["timings"]["epochs_trained"] == 4 and len(output["history"]["loss"]) == 4
 
 
-def test_a_bucket_store_keeps_the_checkpoint_for_a_retry_on_any_node():
+def test_a_bucket_store_keeps_the_checkpoint_for_a_retry_on_any_node(bucket):
     """A store Keras cannot write (s3://, here fsspec's memory://) gets a copy after every epoch."""
     job = dropout_jobs(4)[0]
     data = synthetic(job.dataset, train=500, test=200)
-    uri = "memory://regimen-bucket/results"
-    record = Store(uri).job(job.id)
+    record = bucket.job(job.id)
     record.start(job.describe())
 
     def die_after_epoch_2(job_id, epoch, epochs, logs):
         if epoch == 2:
             raise RuntimeError("preempted")
 
-    try:
-        with pytest.raises(JobFailed):
-            train(job, data, uri, die_after_epoch_2)
-        assert record.checkpoint()  # the epoch-1 checkpoint is in the bucket
-        output = train(job, data, uri)  # a fresh local folder: everything comes from the bucket
-        assert "resumed after epoch 1 from the checkpoint" in output["log"]
-        assert all(len(values) == 4 for values in output["history"].values())
-        record.finish(output["history"], output["result"], output["log"])
-        assert not record.store.fs.exists(record.checkpoint_file)
-    finally:  # fsspec's memory filesystem lives as long as the test process
-        record.store.fs.rm(record.store.root, recursive=True)
+    with pytest.raises(JobFailed):
+        train(job, data, bucket.uri, die_after_epoch_2)
+    assert record.checkpoint()  # the epoch-1 checkpoint is in the bucket
+    output = train(job, data, bucket.uri)  # a fresh local folder: everything comes from the bucket
+    assert "resumed after epoch 1 from the checkpoint" in output["log"]
+    assert all(len(values) == 4 for values in output["history"].values())
+    record.finish(output["history"], output["result"], output["log"])
+    assert not record.store.fs.exists(record.checkpoint_file)
 
 
 def test_a_job_outliving_its_driver_stops_once_a_newer_attempt_starts(tmp_path):

@@ -4,20 +4,11 @@ its lease, taken over once that lease expires, and the later of two runs startin
 import json
 import re
 import time
-import uuid
 
 import pytest
 
 from jobs.lease import BucketLease, LeaseHeld
 from jobs.store import Store, StoreBusy, StoreUnavailable
-
-
-@pytest.fixture
-def bucket():
-    store = Store(f"memory://regimen-lease-{uuid.uuid4().hex}/results")
-    yield store
-    if store.fs.exists(store.root):  # fsspec's memory filesystem lives as long as the test process
-        store.fs.rm(store.root, recursive=True)
 
 
 def lease_in(store: Store) -> dict | None:

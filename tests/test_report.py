@@ -395,17 +395,13 @@ def test_results_stored_before_precision_was_recorded_count_as_float32(tmp_path)
     assert "- Precision: float32, mixed_bfloat16" in text
 
 
-def test_a_buckets_report_renders_here_and_the_bucket_is_only_read(tmp_path, monkeypatch):
+def test_a_buckets_report_renders_here_and_the_bucket_is_only_read(tmp_path, monkeypatch, bucket):
     """`regimen report --results s3://...` (here fsspec's memory://) writes ./report, not into the bucket."""
-    uri = "memory://regimen-report-test/results"
-    store = golden_store(uri)
+    golden_store(bucket.uri)
     monkeypatch.chdir(tmp_path)
-    try:
-        assert main(["report", "--results", uri]) == 0
-        assert (tmp_path / "report" / "index.html").is_file() and (tmp_path / "report" / "summary.md").is_file()
-        assert not store.fs.exists(store.path("report"))
-    finally:  # fsspec's memory filesystem lives as long as the test process
-        store.fs.rm(store.root, recursive=True)
+    assert main(["report", "--results", bucket.uri]) == 0
+    assert (tmp_path / "report" / "index.html").is_file() and (tmp_path / "report" / "summary.md").is_file()
+    assert not bucket.fs.exists(bucket.path("report"))
 
 
 def test_the_run_section_names_hardware_not_the_worker_processes(tmp_path):
