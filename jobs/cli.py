@@ -20,6 +20,7 @@ from typing import get_args
 
 from rich.console import Console
 
+from jobs import private_network
 from jobs.data import default_data_dir
 from jobs.execution import LEVERS, UnknownLever, levers_off
 from jobs.loading import LoadedExperiment, left_out_by_suites, load_experiments
@@ -165,8 +166,9 @@ def load_or_exit(paths: list[Path], console: Console) -> list[LoadedExperiment]:
         raise SystemExit(2)
     specs = paths or DEFAULT_SPECS
     loaded, errors = load_experiments(specs)
-    for line in left_out_by_suites(specs):
-        console.print(f"notice: {line}", markup=False, soft_wrap=True)
+    if private_network.state() is None:  # else printed before the run restarted in a private network
+        for line in left_out_by_suites(specs):
+            console.print(f"notice: {line}", markup=False, soft_wrap=True)
     if errors:
         for error in errors:
             console.print(str(error), markup=False, soft_wrap=True)
@@ -321,6 +323,7 @@ def cmd_run(args, console: Console) -> int:
         executor="local" if args.in_process else "ray",
         off=args.off,
         gpus_per_node=args.gpus_per_node,
+        command_line=args.command_line,
     )
     if not data_dir_usable(args.data_dir, console):
         return 2
@@ -437,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     storage_logs_in_one_line()
     args = parser().parse_args(argv)
+    args.command_line = sys.argv[1:] if argv is None else None  # the program's own, which it may restart with
     # Logs and pipes get whole lines: rich would wrap them at 80 columns
     console = Console(
         highlight=False, emoji=False, soft_wrap=not sys.stdout.isatty(), width=None if sys.stdout.isatty() else 200

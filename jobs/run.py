@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from jobs import checkpoint
+from jobs import checkpoint, private_network
 from jobs.cpus import native_bfloat16
 from jobs.data import Arrays, DataCorrupt, DataUnavailable, locate, read_dataset, synthetic
 from jobs.executors import Executor, InProcessExecutor, Outcome, RayExecutor
@@ -75,6 +75,9 @@ class RunOptions:
     backend: str | None = None  # overrides every spec's Keras backend
     precision: str | None = None  # overrides every spec's Keras dtype policy
     gpus_per_node: int | None = None  # the user's word on the most GPUs a cluster node has (--gpus-per-node)
+    #: the program's own arguments, given where the run may restart itself in a private network
+    #: (jobs.private_network) before it starts a Ray of its own; None: it goes on in this process as it is
+    command_line: list[str] | None = None
 
 
 @dataclass
@@ -355,11 +358,40 @@ def lost_process_log(record: JobRecord) -> str:
     return "\n".join([*lines, f"{now()} the process was lost; the lines above end at its last checkpoint"])
 
 
+def cluster_address(options: RunOptions) -> str | None:
+    """The Ray cluster the run connects to; None where it starts one of its own."""
+    return options.address or os.environ.get("RAY_ADDRESS") or None  # RAY_ADDRESS="" is no address
+
+
+def wants_private_network(options: RunOptions, store: Store) -> bool:
+    """Whether the run should restart in a private network now: it is the program itself, about to start
+    a Ray of its own for jobs that write to local files only, and has not restarted yet."""
+    return (
+        options.command_line is not None
+        and options.executor == "ray"
+        and not cluster_address(options)
+        and store.local
+        and private_network.state() is None
+    )
+
+
+def exposure(options: RunOptions, store: Store, local: bool) -> list[str]:
+    """The notice for a private Ray head that listens beyond loopback, and why it does."""
+    if options.command_line is None or options.executor != "ray" or not local:
+        return []
+    why = private_network.state()
+    if why == private_network.INSIDE:
+        return []
+    if not store.local:
+        why = "its jobs write to a bucket, over the network"
+    return [f"the private Ray head listens on every network interface, guarded by its token: {why} (README, Security)"]
+
+
 def where(options: RunOptions) -> str:
     """What the run starts on, said before Ray's start-up, which takes seconds to tens of seconds."""
     if options.executor == "local":
         return "training in this process"
-    address = options.address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(options)
     if address == "local":
         return "starting a Ray on this machine (address local)"
     return f"connecting to the Ray cluster at {address}" if address else "starting a private Ray on this machine"
@@ -450,7 +482,9 @@ def _execute(
     if to_run:  # every check before anything is written or trained: cheap ones first
         if options.executor == "local":
             select_driver_backend(to_run)
-        located = locate_datasets(to_run, options.data_dir)
+        located = locate_datasets(to_run, options.data_dir)  # downloads, while the network is there
+        if wants_private_network(options, store):
+            private_network.restart_inside(options.command_line)
         console.print(
             f"{count(len(to_run), 'job')} to train, {summary.skipped} already stored; {where(options)}", markup=False
         )
@@ -463,7 +497,7 @@ def _execute(
         if feasibility.errors:
             raise RunRefused([*feasibility.errors, NOTHING_TRAINED])
         to_run = feasibility.jobs
-        summary.notices += feasibility.notices + executor.notices(to_run)
+        summary.notices += feasibility.notices + executor.notices(to_run) + exposure(options, store, local)
         datasets = read_datasets(located)
     for order, loaded in enumerate(experiments):
         planned = manifest(loaded, order, jobs, options)

@@ -6,13 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 from helpers import ROOT, regimen, smoke_run
 
-from jobs import run
+from jobs import private_network, run
 from jobs.cli import main
 from jobs.store import Store
 
@@ -146,6 +147,92 @@ def test_the_private_ray_serves_no_dashboard(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "dashboard: none", done.stdout
+
+
+def test_the_private_ray_has_a_network_of_its_own_with_loopback_alone(tmp_path):
+    """Ray 2.60 listens on every interface whatever it is told; `regimen run` restarts itself (same
+    process) in a network namespace whose one interface is loopback before it starts its Ray, so that
+    nothing Ray opens can be reached from outside it."""
+    import psutil
+
+    command = ["run", "specs/dropout.yaml", "--synthetic", "--max-epochs", "1", "--no-report"]
+    started = subprocess.Popen(
+        [sys.executable, "-m", "jobs", *command, "--results", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "RAY_ADDRESS": ""},
+    )
+    try:
+        gcs = None
+        for _ in range(600):  # the GCS, once it listens (its /proc shows the sockets of its own network)
+            with contextlib.suppress(psutil.Error, OSError):
+                found = [p for p in psutil.Process(started.pid).children(recursive=True) if p.name() == "gcs_server"]
+                sockets = Path(f"/proc/{found[0].pid}/net/tcp").read_text().splitlines()[1:] if found else []
+                if any(line.split()[3] == "0A" for line in sockets):  # TCP_LISTEN
+                    gcs = found[0]
+                    break
+            time.sleep(0.2)
+        assert gcs is not None, "no GCS listening under the run's process"
+        assert os.readlink(f"/proc/{gcs.pid}/ns/net") != os.readlink("/proc/self/ns/net")
+        interfaces = Path(f"/proc/{gcs.pid}/net/dev").read_text().splitlines()[2:]  # below two header lines
+        assert [line.split(":")[0].strip() for line in interfaces] == ["lo"]
+    finally:
+        out, err = started.communicate(timeout=600)
+    assert started.returncode == 0, out + err
+    assert "2 jobs: 2 trained" in out and out.count("2 jobs to train") == 1, out  # said once, not again inside
+    assert "listens on every network interface" not in out
+    assert "Failed to determine local IP" not in err  # Ray takes loopback at once, without its warning
+
+
+def test_a_run_that_cannot_have_a_private_network_says_why(tmp_path):
+    refusal = "the kernel refused a network namespace (unshare: Operation not permitted)"
+    done = smoke_run(tmp_path, env={"RAY_ADDRESS": "", private_network.STATE: refusal})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"notice: the private Ray head listens on every network interface, guarded by its token: {refusal}" in (
+        done.stdout
+    )
+
+
+def test_the_kernels_refusal_leaves_the_process_where_it_was():
+    script = (
+        "import os\n"
+        "from jobs import private_network\n"
+        "def refused():\n"
+        "    raise PermissionError(1, 'unshare: Operation not permitted')\n"
+        "private_network._enter = refused\n"
+        "os.environ[private_network.STATE] = private_network.ENTER\n"
+        "before = os.readlink('/proc/self/ns/net')\n"
+        "private_network.enter_if_asked()\n"
+        "print(private_network.state())\n"
+        "print(os.readlink('/proc/self/ns/net') == before)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == [
+        "the kernel refused a network namespace (unshare: Operation not permitted)",
+        "True",
+    ], done.stderr
+
+
+def test_only_the_programs_own_run_of_a_private_ray_for_local_files_restarts_or_warns(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv(private_network.STATE, raising=False)
+    program = run.RunOptions(command_line=["run"])
+    folder, bucket = Store("results"), Store("memory://a-bucket")
+    assert run.wants_private_network(program, folder)
+    assert not run.wants_private_network(run.RunOptions(), folder)  # called as a library: goes on as it is
+    assert not run.wants_private_network(program, bucket)  # its jobs need the network
+    assert not run.wants_private_network(run.RunOptions(command_line=["run"], address="10.0.0.2:6379"), folder)
+    assert not run.wants_private_network(run.RunOptions(command_line=["run"], executor="local"), folder)
+    assert run.exposure(program, bucket, local=True) == [
+        "the private Ray head listens on every network interface, guarded by its token: its jobs write to a "
+        "bucket, over the network (README, Security)"
+    ]
+    assert run.exposure(program, folder, local=False) == []  # a cluster's head is the cluster's business
+    monkeypatch.setenv(private_network.STATE, private_network.INSIDE)
+    assert not run.wants_private_network(program, folder)  # restarted once already
+    assert run.exposure(program, folder, local=True) == []
 
 
 def test_a_gpu_request_on_this_machine_runs_on_cpu_after_a_notice(tmp_path):
