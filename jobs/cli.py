@@ -323,7 +323,7 @@ def cmd_run(args, console: Console) -> int:
         executor="local" if args.in_process else "ray",
         off=args.off,
         gpus_per_node=args.gpus_per_node,
-        command_line=args.command_line,
+        restartable=args.restartable,
     )
     if not data_dir_usable(args.data_dir, console):
         return 2
@@ -437,10 +437,11 @@ def storage_logs_in_one_line() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    private_network.enter_if_asked()  # done already where the program started through jobs.entry
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     storage_logs_in_one_line()
     args = parser().parse_args(argv)
-    args.command_line = sys.argv[1:] if argv is None else None  # the program's own, which it may restart with
+    args.restartable = argv is None  # the program's own command line, which it may restart with
     # Logs and pipes get whole lines: rich would wrap them at 80 columns
     console = Console(
         highlight=False, emoji=False, soft_wrap=not sys.stdout.isatty(), width=None if sys.stdout.isatty() else 200

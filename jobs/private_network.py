@@ -3,31 +3,32 @@
 Ray 2.60 cannot keep a head on loopback: its GCS adds a 0.0.0.0 listener whatever it is told (Ray's PR
 #59852, unreleased), and with ``_node_ip_address="127.0.0.1"`` the raylet, the workers and the dashboard
 agent still listen on every interface, as do two metrics endpoints of Ray's own. So ``regimen run``, where
-it starts a Ray of its own, restarts itself in a network namespace (and, for a user other than root, a
-user namespace mapping that user to itself) whose only interface is loopback: whatever address Ray's
-processes bind there is reachable from that namespace alone, neither from the network nor from the
-machine's other processes. The restart is an ``exec`` of the same command line (same process id, same
-terminal, same signals), since the kernel makes a user namespace only for a process with one thread;
-it comes after the steps that need the network (downloads) and before Ray starts. Jobs that write to a
-bucket need the network, so their runs stay where they are; so do runs where the kernel refuses (not
-Linux, user namespaces turned off, a container's seccomp profile): Ray's token still guards the head
-there, and the run says why it is not private.
+it starts a Ray of its own for a local results folder, restarts itself in a network namespace (and, for a
+user other than root, a user namespace mapping that user to itself) whose only interface is loopback:
+whatever address Ray's processes bind there, no other network namespace reaches it, neither the network
+nor the machine's own interfaces. The restart is an ``exec`` of the same command line (same process id,
+terminal and signals), since the kernel makes a user namespace only for a process with one thread, which
+a fresh process still is in :func:`enter_if_asked`; it comes after the steps that need the network
+(downloads) and before Ray starts. Where the kernel refuses (user namespaces turned off or restricted by
+AppArmor, a container's seccomp profile) or the system is not Linux, the run goes on where it is, its
+head guarded by Ray's token, and says why.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
 import socket
 import struct
 import sys
-from typing import NoReturn
 
-#: Set by :func:`restart_inside` ("enter"), then by :func:`enter_if_asked` to "inside" or to why not
+#: How the state crosses the restart: "enter" (asked for), then "inside" or why not
 STATE = "REGIMEN_PRIVATE_NETWORK"
-INSIDE = "inside"
 ENTER = "enter"
+INSIDE = "inside"
+NOT_LINUX = "network namespaces are Linux's"
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -37,70 +38,113 @@ IFF_UP = 0x1
 IFREQ = "16sH22x"  # struct ifreq on Linux: the interface's name, then its flags in a 24-byte union
 
 
-def restart_inside(argv: list[str]) -> NoReturn:
-    """Replace this process with ``python -m jobs ARGV`` that enters a private network first."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "jobs", *argv], {**os.environ, STATE: ENTER})
+def possible_here() -> bool:
+    return sys.platform.startswith("linux")
 
 
 def state() -> str | None:
-    """None where this process was not restarted; :data:`INSIDE`; else why it could not enter."""
+    """None where this process has not restarted; :data:`INSIDE`; else why it is not inside."""
     return os.environ.get(STATE)
 
 
+def restart_inside(environment: dict[str, str]) -> None:
+    """Replace this process with its own command line (``sys.orig_argv``: the interpreter's flags and the
+    script or ``-m jobs`` as given), ``environment`` added, to enter a private network first. Returns only
+    where the ``exec`` fails, with :func:`state` saying why."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, sys.orig_argv, {**os.environ, **environment, STATE: ENTER})
+    except (OSError, ValueError) as error:  # no usable interpreter path (embedded Python), a huge environment
+        os.environ[STATE] = f"it could not restart itself ({error})"
+
+
 def enter_if_asked() -> None:
-    """Enter a private network where :func:`restart_inside` asked for one. Called first thing in a fresh
-    process, while it has one thread; a trial in a forked child first, so that a kernel which grants the
-    namespace but not loopback in it leaves this process where it was."""
+    """Enter a private network where :func:`restart_inside` asked for one; called first thing in a fresh
+    process, while it has one thread, and again later (a no-op by then). A trial in a forked child comes
+    first, so that a kernel that grants the namespace but not loopback in it leaves this process as it was."""
     if os.environ.get(STATE) != ENTER:
         return
-    why = _trial()
+    why = _why_not()
     if why is None:
-        _enter()
-        # Ray finds its node's address by routing towards 8.8.8.8, which fails here, and logs a warning
-        # before it settles on loopback; this makes it take loopback at once, as it does on macOS
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        before = os.readlink("/proc/self/ns/net")
+        try:
+            _enter()
+        except OSError as error:
+            if os.readlink("/proc/self/ns/net") != before:  # inside, with no loopback: nothing could run here
+                print(f"a private network half made ({error.strerror}); nothing was trained", file=sys.stderr)
+                sys.exit(2)
+            why = _refused(error)
+        else:
+            # Ray finds its node's address by routing towards 8.8.8.8, which fails here, and warns before it
+            # settles on loopback; this makes it take loopback at once, as it does on macOS
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ[STATE] = INSIDE if why is None else why
 
 
-def _trial() -> str | None:
+def _why_not() -> str | None:
     """Why this process cannot enter a private network, found in a forked child; None when it can."""
-    if not sys.platform.startswith("linux"):
-        return "network namespaces are Linux's"
+    if not possible_here():
+        return NOT_LINUX
+    if len(os.listdir("/proc/self/task")) > 1:
+        return "it had started threads before it could enter one (the kernel requires a single thread)"
     read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:
+    try:
+        child = os.fork()
+    except OSError as error:
         os.close(read_end)
+        os.close(write_end)
+        return f"it could not try ({error.strerror})"
+    if child == 0:
+        code = 1
         try:
+            os.close(read_end)
             _enter()
-        except BaseException as error:  # whatever it is, the child must not go on as its parent
-            os.write(write_end, (getattr(error, "strerror", None) or str(error) or type(error).__name__).encode())
-            os._exit(1)
-        os._exit(0)
+            code = 0
+        except BaseException as error:  # whatever it is, this child must not go on as its parent
+            message = _refused(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}"
+            os.write(write_end, message.encode())
+        finally:
+            os._exit(code)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as reply:
         message = reply.read().decode(errors="replace")
     _, status = os.waitpid(child, 0)
-    if os.waitstatus_to_exitcode(status) == 0:
-        return None
-    return f"the kernel refused a network namespace ({message or 'no reason given'})"
+    return None if os.waitstatus_to_exitcode(status) == 0 else message or "the kernel refused a network namespace"
+
+
+def _refused(error: OSError) -> str:
+    hint = {
+        errno.ENOSPC: "; user namespaces are turned off: sysctl user.max_user_namespaces",
+        errno.EPERM: (
+            "; user namespaces turned off or restricted (AppArmor: sysctl "
+            "kernel.apparmor_restrict_unprivileged_userns), or a container's seccomp profile"
+        ),
+    }.get(error.errno, "")
+    return f"the kernel refused a network namespace ({error.strerror}{hint})"
 
 
 def _enter() -> None:
-    """Move this process into a new network namespace, bring its loopback up; OSError where refused."""
-    uid, gid = os.getuid(), os.getgid()
+    """Move this process into a new network namespace and bring its loopback up; OSError, naming the step,
+    where refused."""
+    uid, gid = os.geteuid(), os.getegid()
     # root makes the network namespace directly; anyone else needs a user namespace to own it, in which
     # they are themselves (mapped to their own ids), with the capabilities to set the namespace up
-    user = CLONE_NEWUSER if os.geteuid() != 0 else 0
+    user = CLONE_NEWUSER if uid != 0 else 0
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNET | user) != 0:
         code = ctypes.get_errno()
         raise OSError(code, f"unshare: {os.strerror(code)}")
     if user:
         for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-            with open(f"/proc/self/{name}", "w") as file:
-                file.write(text)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        _, flags = struct.unpack(IFREQ, fcntl.ioctl(probe, SIOCGIFFLAGS, struct.pack(IFREQ, b"lo", 0)))
-        fcntl.ioctl(probe, SIOCSIFFLAGS, struct.pack(IFREQ, b"lo", flags | IFF_UP))
+            try:
+                with open(f"/proc/self/{name}", "w") as file:
+                    file.write(text)
+            except OSError as error:
+                raise OSError(error.errno, f"{name}: {error.strerror}") from None
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            _, flags = struct.unpack(IFREQ, fcntl.ioctl(probe, SIOCGIFFLAGS, struct.pack(IFREQ, b"lo", 0)))
+            fcntl.ioctl(probe, SIOCSIFFLAGS, struct.pack(IFREQ, b"lo", flags | IFF_UP))
+    except OSError as error:
+        raise OSError(error.errno, f"loopback: {error.strerror}") from None

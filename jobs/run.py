@@ -75,9 +75,9 @@ class RunOptions:
     backend: str | None = None  # overrides every spec's Keras backend
     precision: str | None = None  # overrides every spec's Keras dtype policy
     gpus_per_node: int | None = None  # the user's word on the most GPUs a cluster node has (--gpus-per-node)
-    #: the program's own arguments, given where the run may restart itself in a private network
-    #: (jobs.private_network) before it starts a Ray of its own; None: it goes on in this process as it is
-    command_line: list[str] | None = None
+    #: the run is the program's own, which may restart itself in a private network (jobs.private_network)
+    #: before it starts a Ray of its own; a library call goes on in its process as it is
+    restartable: bool = False
 
 
 @dataclass
@@ -367,23 +367,26 @@ def wants_private_network(options: RunOptions, store: Store) -> bool:
     """Whether the run should restart in a private network now: it is the program itself, about to start
     a Ray of its own for jobs that write to local files only, and has not restarted yet."""
     return (
-        options.command_line is not None
+        options.restartable
         and options.executor == "ray"
         and not cluster_address(options)
         and store.local
         and private_network.state() is None
+        and private_network.possible_here()
     )
 
 
 def exposure(options: RunOptions, store: Store, local: bool) -> list[str]:
     """The notice for a private Ray head that listens beyond loopback, and why it does."""
-    if options.command_line is None or options.executor != "ray" or not local:
+    if not options.restartable or options.executor != "ray" or not local:
         return []
     why = private_network.state()
     if why == private_network.INSIDE:
         return []
     if not store.local:
         why = "its jobs write to a bucket, over the network"
+    elif why is None:
+        why = private_network.NOT_LINUX
     return [f"the private Ray head listens on every network interface, guarded by its token: {why} (README, Security)"]
 
 
@@ -484,7 +487,7 @@ def _execute(
             select_driver_backend(to_run)
         located = locate_datasets(to_run, options.data_dir)  # downloads, while the network is there
         if wants_private_network(options, store):
-            private_network.restart_inside(options.command_line)
+            private_network.restart_inside(store.hand_over_hold())  # returns only where it cannot
         console.print(
             f"{count(len(to_run), 'job')} to train, {summary.skipped} already stored; {where(options)}", markup=False
         )

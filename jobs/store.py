@@ -40,6 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from jobs.lease import BucketLease, LeaseHeld
 from jobs.words import error_line
 
+#: How :meth:`Store.hand_over_hold` names the held ``run.lock`` to the process a run restarts as
+HANDED_LOCK = "REGIMEN_HELD_RUN_LOCK"
 JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 EXPERIMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -144,6 +146,7 @@ class Store:
         self.fs, self.root = fsspec.core.url_to_fs(self.uri)
         self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
         self._lease: BucketLease | None = None  # while this process's run holds a bucket
+        self._lock: int | None = None  # the descriptor of run.lock, while this process's run holds a folder
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
@@ -215,21 +218,50 @@ class Store:
                 lease.release()
             return
         self.fs.makedirs(self.root, exist_ok=True)
-        descriptor = os.open(self.path("run.lock"), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        descriptor = self._lock_handed_over()
+        if descriptor is None:
+            descriptor = os.open(self.path("run.lock"), os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.read(descriptor, 1024).decode(errors="replace").strip() or "a run that has not said who"
+                os.close(descriptor)
                 raise StoreBusy(self._busy(holder)) from None
             except OSError:  # a file system without flock: the run goes on unguarded
                 pass
             else:
                 os.ftruncate(descriptor, 0)
                 os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()}, since {now()}".encode())
+        self._lock = descriptor
+        try:
             yield
         finally:
+            self._lock = None
             os.close(descriptor)
+
+    def hand_over_hold(self) -> dict[str, str]:
+        """The environment through which a run that restarts itself (``exec``: :mod:`jobs.private_network`)
+        keeps its hold on this folder, with no moment between where another run could take it: the lock's
+        descriptor, made inheritable (an ``flock`` belongs to the open file, which the restart keeps open)."""
+        if self._lock is None:
+            return {}
+        os.set_inheritable(self._lock, True)
+        return {HANDED_LOCK: str(self._lock)}
+
+    def _lock_handed_over(self) -> int | None:
+        """The descriptor of this folder's ``run.lock`` that the process held before it restarted, if any."""
+        handed = os.environ.pop(HANDED_LOCK, "")
+        if not handed.isdigit():
+            return None
+        descriptor = int(handed)
+        try:
+            same = os.path.samestat(os.fstat(descriptor), os.stat(self.path("run.lock")))
+        except OSError:  # closed, or no run.lock: nothing was handed over
+            return None
+        if not same:  # another file: not this folder's lock
+            return None
+        os.set_inheritable(descriptor, False)
+        return descriptor
 
     def hold_lost(self) -> bool:
         """Whether another run took this run's hold on a bucket over, as abandoned: this run could not renew

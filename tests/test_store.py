@@ -2,9 +2,11 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
-from helpers import another_run_holding
+from helpers import ROOT, another_run_holding
 
 from jobs.store import Store, StoreBusy, StoreCorrupt
 
@@ -264,4 +266,36 @@ def test_a_results_folder_is_held_by_one_run_until_its_process_ends(tmp_path):
     with store.hold_for_run(), pytest.raises(StoreBusy, match=f"pid {os.getpid()} on "), second.hold_for_run():
         pass
     with store.hold_for_run():  # released when the run ends
+        pass
+
+
+def test_a_run_that_restarts_itself_hands_its_hold_over_with_no_gap(tmp_path):
+    """The restart into a private network is an exec, which closes every descriptor not handed over: the
+    run passes its lock's on, so that no other run can take the folder between the two."""
+    results = tmp_path / "results"
+    store, other = Store(str(results)), Store(str(results))
+    keep = (
+        "import sys; from jobs.store import Store; hold = Store(sys.argv[1]).hold_for_run(); hold.__enter__(); "
+        "print('held', flush=True); sys.stdin.read()"
+    )
+    with store.hold_for_run():
+        handed = store.hand_over_hold()
+        successor = subprocess.Popen(
+            [sys.executable, "-c", keep, str(results)],
+            cwd=ROOT,
+            env={**os.environ, **handed},
+            pass_fds=[int(handed["REGIMEN_HELD_RUN_LOCK"])],  # as exec keeps an inheritable descriptor open
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        # while this process still holds the folder: the successor holds it through the lock handed over
+        assert successor.stdout.readline().strip() == "held"
+    try:
+        with pytest.raises(StoreBusy, match=f"pid {os.getpid()} on "), other.hold_for_run():
+            pass  # this process let go of its descriptor; the successor's keeps the folder held
+    finally:
+        successor.stdin.close()
+        successor.wait(timeout=60)
+    with other.hold_for_run():  # and its end releases it
         pass
