@@ -53,7 +53,7 @@ plan: $(INSTALLED) ## list the jobs `make run` plans (SEEDS, ARGS as for it) and
 
 data: $(INSTALLED) ## where each dataset is found; DIR=path stages real MNIST and Fashion-MNIST there (offline)
 	@if [ -n "$(DIR)" ] && [ -x ../shared/data/stage-offline-data ]; then ../shared/data/stage-offline-data "$(DIR)"; \
-	elif [ -n "$(DIR)" ]; then echo "no ../shared/data/stage-offline-data here: put the files listed below in $(DIR)"; fi
+	elif [ -n "$(DIR)" ]; then mkdir -p "$(DIR)"; echo "no ../shared/data/stage-offline-data here: put the files listed below in $(DIR)"; fi
 	$(BIN)/regimen data $(if $(DIR),--data-dir $(DIR))
 
 bench: $(INSTALLED) ## the suite vs the seed's scripts, side by side (17–26 min on 2 cores; benchmarks/suite.py, BENCHMARKS.md)

@@ -24,11 +24,14 @@ import socket
 import struct
 import sys
 
-#: How the state crosses the restart: "enter" (asked for), then "inside" or why not
+#: How the restart asks the new process to enter; read and removed from the environment at once, so that
+#: neither a value preset by hand nor Ray's workers, which inherit the environment, can claim a state
 STATE = "REGIMEN_PRIVATE_NETWORK"
 ENTER = "enter"
 INSIDE = "inside"
 NOT_LINUX = "network namespaces are Linux's"
+
+_state: str | None = None  # None until this process restarts; then INSIDE, or why it is not inside
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -44,26 +47,28 @@ def possible_here() -> bool:
 
 def state() -> str | None:
     """None where this process has not restarted; :data:`INSIDE`; else why it is not inside."""
-    return os.environ.get(STATE)
+    return _state
 
 
 def restart_inside(environment: dict[str, str]) -> None:
     """Replace this process with its own command line (``sys.orig_argv``: the interpreter's flags and the
     script or ``-m jobs`` as given), ``environment`` added, to enter a private network first. Returns only
     where the ``exec`` fails, with :func:`state` saying why."""
+    global _state
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         os.execve(sys.executable, sys.orig_argv, {**os.environ, **environment, STATE: ENTER})
     except (OSError, ValueError) as error:  # no usable interpreter path (embedded Python), a huge environment
-        os.environ[STATE] = f"it could not restart itself ({error})"
+        _state = f"it could not restart itself ({error})"
 
 
 def enter_if_asked() -> None:
     """Enter a private network where :func:`restart_inside` asked for one; called first thing in a fresh
     process, while it has one thread, and again later (a no-op by then). A trial in a forked child comes
     first, so that a kernel that grants the namespace but not loopback in it leaves this process as it was."""
-    if os.environ.get(STATE) != ENTER:
+    global _state
+    if os.environ.pop(STATE, None) != ENTER:
         return
     why = _why_not()
     if why is None:
@@ -79,7 +84,7 @@ def enter_if_asked() -> None:
             # Ray finds its node's address by routing towards 8.8.8.8, which fails here, and warns before it
             # settles on loopback; this makes it take loopback at once, as it does on macOS
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    os.environ[STATE] = INSIDE if why is None else why
+    _state = INSIDE if why is None else why
 
 
 def _why_not() -> str | None:
@@ -114,13 +119,16 @@ def _why_not() -> str | None:
 
 
 def _refused(error: OSError) -> str:
-    hint = {
-        errno.ENOSPC: "; user namespaces are turned off: sysctl user.max_user_namespaces",
-        errno.EPERM: (
-            "; user namespaces turned off or restricted (AppArmor: sysctl "
-            "kernel.apparmor_restrict_unprivileged_userns), or a container's seccomp profile"
-        ),
-    }.get(error.errno, "")
+    if error.errno == errno.EPERM and os.geteuid() == 0:  # root makes no user namespace (see _enter)
+        hint = "; root without CAP_SYS_ADMIN, as in a container, or a container's seccomp profile"
+    else:
+        hint = {
+            errno.ENOSPC: "; user namespaces are turned off: sysctl user.max_user_namespaces",
+            errno.EPERM: (
+                "; user namespaces turned off or restricted (AppArmor: sysctl "
+                "kernel.apparmor_restrict_unprivileged_userns), or a container's seccomp profile"
+            ),
+        }.get(error.errno, "")
     return f"the kernel refused a network namespace ({error.strerror}{hint})"
 
 
@@ -128,8 +136,10 @@ def _enter() -> None:
     """Move this process into a new network namespace and bring its loopback up; OSError, naming the step,
     where refused."""
     uid, gid = os.geteuid(), os.getegid()
-    # root makes the network namespace directly; anyone else needs a user namespace to own it, in which
-    # they are themselves (mapped to their own ids), with the capabilities to set the namespace up
+    # root makes the network namespace directly (in a user namespace of its own, root could no longer
+    # override the permissions of files owned by users not mapped into it); anyone else needs a user
+    # namespace to own it, in which they are themselves (mapped to their own ids), with the capabilities
+    # to set the namespace up
     user = CLONE_NEWUSER if uid != 0 else 0
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNET | user) != 0:

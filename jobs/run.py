@@ -397,7 +397,11 @@ def where(options: RunOptions) -> str:
     address = cluster_address(options)
     if address == "local":
         return "starting a Ray on this machine (address local)"
-    return f"connecting to the Ray cluster at {address}" if address else "starting a private Ray on this machine"
+    if address:
+        return f"connecting to the Ray cluster at {address}"
+    if private_network.state() == private_network.INSIDE:  # README, Security: how to look at it from outside
+        return f"starting a private Ray on this machine, in a network of its own (pid {os.getpid()})"
+    return "starting a private Ray on this machine"
 
 
 def start_executor(options: RunOptions) -> tuple[Executor, list[dict[str, float]], bool]:

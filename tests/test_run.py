@@ -197,6 +197,7 @@ def test_the_private_ray_has_a_network_of_its_own_with_loopback_alone(tmp_path):
         started.kill()
     assert started.returncode == 0, out + err
     assert "2 jobs: 2 trained" in out and out.count("2 jobs to train") == 1, out  # said once, not again inside
+    assert f"starting a private Ray on this machine, in a network of its own (pid {started.pid})" in out
     assert "listens on every network interface" not in out
     assert "Failed to determine local IP" not in err  # Ray takes loopback at once, without its warning
 
@@ -220,7 +221,7 @@ def test_a_run_the_kernel_refuses_a_private_network_says_why_and_goes_on(tmp_pat
     assert done.returncode == 0, done.stdout + done.stderr
     assert (
         "notice: the private Ray head listens on every network interface, guarded by its token: the kernel refused "
-        "a network namespace (unshare: Operation not permitted; user namespaces turned off or restricted"
+        "a network namespace (unshare: Operation not permitted; root without CAP_SYS_ADMIN"
     ) in done.stdout
     assert "2 jobs: 2 trained" in done.stdout and done.stdout.count("2 jobs to train") == 1
 
@@ -243,9 +244,23 @@ def test_a_process_with_threads_is_not_moved_and_says_why():
     ], done.stderr
 
 
+def test_a_state_set_by_hand_or_inherited_is_not_believed():
+    """Only a restart's own request counts: a value in the environment (set by hand, or inherited by Ray's
+    workers) is removed at once and claims nothing, so such a run still restarts into its network."""
+    script = (
+        "import os\n"
+        "from jobs import private_network\n"
+        "os.environ[private_network.STATE] = private_network.INSIDE\n"
+        "private_network.enter_if_asked()\n"
+        "print(private_network.state(), private_network.STATE in os.environ)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "None False", done.stderr
+
+
 def test_only_the_programs_own_run_of_a_private_ray_for_local_files_restarts_or_warns(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.delenv(private_network.STATE, raising=False)
+    monkeypatch.setattr(private_network, "_state", None)  # this process has not restarted
     program = run.RunOptions(restartable=True)
     folder, bucket = Store("results"), Store("memory://a-bucket")
     assert run.wants_private_network(program, folder) == private_network.possible_here()
@@ -258,7 +273,7 @@ def test_only_the_programs_own_run_of_a_private_ray_for_local_files_restarts_or_
         "bucket, over the network (README, Security)"
     ]
     assert run.exposure(program, folder, local=False) == []  # a cluster's head is the cluster's business
-    monkeypatch.setenv(private_network.STATE, private_network.INSIDE)
+    monkeypatch.setattr(private_network, "_state", private_network.INSIDE)
     assert not run.wants_private_network(program, folder)  # restarted once already
     assert run.exposure(program, folder, local=True) == []
 
