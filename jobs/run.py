@@ -212,11 +212,10 @@ def read_datasets(located: dict[str, tuple]) -> dict[str, Arrays]:
 
 
 def connect_ray(address: str | None) -> bool:
-    """Connect to ``address`` / ``$RAY_ADDRESS``, or start a private single-node Ray; True when local.
-    :class:`RunRefused` where the cluster cannot be reached or refuses the connection."""
+    """Connect to ``address`` (:func:`cluster_address`), or start a private single-node Ray where it is
+    None; True when local. :class:`RunRefused` where the cluster cannot be reached or refuses the connection."""
     import ray
 
-    address = address or os.environ.get("RAY_ADDRESS")
     if address:
         refuse_unreachable(address)
         hint = auth_hint()  # before ray.init, which may turn token authentication on in this process
@@ -407,7 +406,7 @@ def where(options: RunOptions) -> str:
 def start_executor(options: RunOptions) -> tuple[Executor, list[dict[str, float]], bool]:
     """The executor, the resources of the nodes it runs on, and whether those are this machine."""
     if options.executor == "ray":
-        local = connect_ray(options.address)
+        local = connect_ray(cluster_address(options))
         node_types = autoscaler_node_types()
         shapes = alive_nodes() + node_types
         most_gpus = max_gpus_per_node(shapes, all_known=local or bool(node_types), stated=options.gpus_per_node)
