@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -168,9 +169,16 @@ def _resources(experiment: Experiment, overrides: dict) -> Resources:
     try:
         return Resources(**{**experiment.resources.model_dump(), **overrides})
     except ValidationError as invalid:
-        given = ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in overrides.items())
+        given = ", ".join(f"{_flag(k)} {v:g}" for k, v in overrides.items())
         reason = invalid.errors()[0]["msg"].removeprefix("Value error, ")
+        for name in Resources.model_fields:  # the reason in the words of the command line it answers
+            reason = re.sub(rf"\b{name}\b", _flag(name), reason)
         raise BadResources(f"{given} for {experiment.name}: {reason}") from None
+
+
+def _flag(resource: str) -> str:
+    """The command-line option that overrides a resource field: ``gpu_memory_mb`` is ``--gpu-memory-mb``."""
+    return "--" + resource.replace("_", "-")
 
 
 def _larger(a: Resources, b: Resources) -> Resources:

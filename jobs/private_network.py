@@ -87,6 +87,13 @@ def enter_if_asked() -> None:
     _state = INSIDE if why is None else why
 
 
+def join_command(pid: int) -> str:
+    """The ``nsenter`` that runs a command in the network of the run with process id ``pid``, for the user
+    who started it: root's namespace is its own; anyone else's belongs to the user namespace it made too."""
+    user = "" if os.geteuid() == 0 else " --user --preserve-credentials"
+    return f"nsenter --target {pid} --net{user}"
+
+
 def _why_not() -> str | None:
     """Why this process cannot enter a private network, found in a forked child; None when it can."""
     if not possible_here():

@@ -12,6 +12,7 @@ import os
 import secrets
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,6 +133,18 @@ def pending_jobs(jobs: list[Job], store: Store, force: bool) -> Pending:
         else:
             to_run.append(job)
     return to_run, finished, kept, unreadable
+
+
+def resuming(jobs: list[Job], store: Store) -> list[str]:
+    """Each of ``jobs`` whose unfinished attempt left a checkpoint to resume from, as "label (N of M
+    epochs)", so that a rerun says what it continues (the worker decides whether it can: its log says so)."""
+    said = []
+    for job in jobs:
+        record = store.job(job.id)
+        if store.fs.exists(record.checkpoint_file):
+            stored = max(map(len, record.resumable_epochs().values()), default=0)
+            said.append(f"{job.label} ({stored} of {job.training.epochs} epochs)")
+    return said
 
 
 def replaced_in_report(store: Store, planned: dict) -> tuple[list[str], list[str]]:
@@ -403,6 +416,17 @@ def where(options: RunOptions) -> str:
     return "starting a private Ray on this machine"
 
 
+def how_to_look_inside() -> str:
+    """Where the private Ray's head listens, and the command that shows its state from another shell: Ray's
+    tools on the host cannot reach it, and without an address they pick from every Ray on the machine."""
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    tool = Path(sys.executable).with_name("ray")  # beside this interpreter, in the same environment
+    join = private_network.join_command(os.getpid())
+    return f"Ray's head: {address}; from another shell: RAY_AUTH_MODE=token {join} {tool} status --address {address}"
+
+
 def start_executor(options: RunOptions) -> tuple[Executor, list[dict[str, float]], bool]:
     """The executor, the resources of the nodes it runs on, and whether those are this machine."""
     if options.executor == "ray":
@@ -494,7 +518,12 @@ def _execute(
         console.print(
             f"{count(len(to_run), 'job')} to train, {summary.skipped} already stored; {where(options)}", markup=False
         )
+        if not options.force:  # --force drops every checkpoint
+            for line in resuming(to_run, store):
+                console.print(f"resuming from its checkpoint: {line}", markup=False)
         executor, nodes, local = start_executor(options)
+        if private_network.state() == private_network.INSIDE:
+            console.print(how_to_look_inside(), markup=False)
         handle_sigterm()  # after ray.init, which sets a handler of its own
         # only a local run's CPU is the one the jobs will use
         side_by_side = options.executor == "ray"

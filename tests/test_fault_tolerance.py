@@ -347,6 +347,7 @@ def test_driver_killed_then_rerun_retrains_nothing_finished_and_resumes_the_rest
         assert store.job(job_id).result() == result  # never retrained
     resumed = resumed_jobs(results)
     assert_at_most_one_epoch_redone(at_kill, resumed)
+    assert output.count("resuming from its checkpoint: ") == len(resumed), output  # said before it trains
     midway = {j for j, n in at_kill.items() if n >= 1 and j not in finished and store.job(j).is_done()}
     assert midway <= set(resumed), f"jobs restarted from scratch: {midway - set(resumed)}"
     for job_id in store.job_ids():

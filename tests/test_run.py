@@ -4,7 +4,9 @@ finished jobs, a failing job that does not sink the suite, and a GPU request a c
 import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -200,6 +202,31 @@ def test_the_private_ray_has_a_network_of_its_own_with_loopback_alone(tmp_path):
     assert f"starting a private Ray on this machine, in a network of its own (pid {started.pid})" in out
     assert "listens on every network interface" not in out
     assert "Failed to determine local IP" not in err  # Ray takes loopback at once, without its warning
+
+
+def test_the_command_a_private_run_prints_shows_its_ray_from_another_shell(tmp_path):
+    """Ray's tools on the host cannot reach the private head, and without an address they pick from every
+    Ray on the machine: the run prints the command that shows its own."""
+    if refusal := network_refusal():
+        pytest.skip(f"no private network here: {refusal}")
+    started = subprocess.Popen(  # the overfit job's 150 epochs outlast the look
+        [sys.executable, "-m", "jobs", "run", "specs/overfitting.yaml", "--synthetic", "--results", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "RAY_ADDRESS": "", "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        said = next((line for line in started.stdout if line.startswith("Ray's head: ")), "")
+        command = said.partition("from another shell: ")[2].strip()
+        assert command.startswith(f"RAY_AUTH_MODE=token nsenter --target {started.pid} --net"), said
+        shown = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
+        started.send_signal(signal.SIGINT)
+        started.communicate(timeout=120)
+    finally:
+        started.kill()
+    assert shown.returncode == 0 and "Active:" in shown.stdout and re.search(r"/\d+\.\d+ CPU", shown.stdout), shown
 
 
 def test_a_run_the_kernel_refuses_a_private_network_says_why_and_goes_on(tmp_path):
