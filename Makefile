@@ -28,7 +28,7 @@ browser: ## install Debian's headless Chromium for the report's browser test (ro
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) \
 	  >/dev/null || echo "could not install chromium: the browser test will be skipped"; }
 
-test: $(INSTALLED) browser ## lint and run every test (15–20 minutes on 2 cores)
+test: $(INSTALLED) browser ## lint and run every test (18–22 minutes on 2 cores)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check jobs
 	$(BIN)/python -m pytest
@@ -51,7 +51,7 @@ validate: $(INSTALLED) ## check every spec and build every model
 plan: $(INSTALLED) ## list the jobs `make run` plans (SEEDS, ARGS as for it) and whether each is stored
 	$(BIN)/regimen plan specs --seeds $(SEEDS) --results $(RESULTS) $(ARGS)
 
-data: $(INSTALLED) ## where each dataset is found; DIR=path stages real MNIST and Fashion-MNIST there (offline)
+data: $(INSTALLED) ## where each dataset is found; DIR=path stages real MNIST and Fashion-MNIST there where ../shared/data has the staging script, else lists the files to put there
 	@if [ -n "$(DIR)" ] && [ -x ../shared/data/stage-offline-data ]; then ../shared/data/stage-offline-data "$(DIR)"; \
 	elif [ -n "$(DIR)" ]; then mkdir -p "$(DIR)"; echo "no ../shared/data/stage-offline-data here: put the files listed below in $(DIR)"; fi
 	$(BIN)/regimen data $(if $(DIR),--data-dir $(DIR))
@@ -64,7 +64,7 @@ bench-levers: $(INSTALLED) ## each performance lever on and off, on make bench's
 	$(BIN)/python benchmarks/levers.py --data-dir bench/data/suite suite --max-epochs 3
 	$(BIN)/python benchmarks/levers.py --data-dir bench/data/suite pairs
 
-bench-targets: $(INSTALLED) ## time issue 3's targets: demo, rerun, report, GPU refusal (benchmarks/targets.py)
+bench-targets: $(INSTALLED) ## time the CLI's speed targets: demo, its rerun, report, validate, GPU refusal (benchmarks/targets.py)
 	$(BIN)/python benchmarks/targets.py
 
 bench-gpu: $(INSTALLED) ## the suite at GPU fractions 0.1, 0.25, 1 on this machine's GPU (benchmarks/gpu.py; ARGS="--backend tensorflow")

@@ -1,7 +1,8 @@
 """The ``regimen`` command: a thin layer of argument parsing over the modules that do the work.
 
 Exit codes: 0 success; 1 some job failed; 2 bad input (specs, arguments, data, resources) — reported as
-one line per problem, never a traceback; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
+one line per problem, never a traceback; 3 results that could not be written; 130 interrupted (Ctrl-C);
+143 terminated (SIGTERM).
 """
 
 from __future__ import annotations

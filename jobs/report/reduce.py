@@ -476,7 +476,7 @@ def paired(verdict: Verdict) -> str:
     size = f"{how_much} {labels.num(low)} to {labels.num(high)}; std across seeds {labels.num(verdict.std)})"
     noise = {
         "confirmed": f"more than noise (t = {labels.num(t)} ≥ {critical:.3f})",
-        "refuted": f"more than noise, the other way (t = {labels.num(t)} ≤ −{critical:.3f})",
+        "refuted": f"more than noise, the other way (t = {labels.num(t)} ≤ -{critical:.3f})",
         "inconclusive": f"within noise (|t| = {labels.num(abs(t))} < {critical:.3f})",
     }[verdict.verdict]
     if verdict.missing and abs(t) >= critical:
