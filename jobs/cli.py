@@ -1,8 +1,8 @@
 """The ``regimen`` command: a thin layer of argument parsing over the modules that do the work.
 
-Exit codes: 0 success; 1 some job failed; 2 bad input (specs, arguments, data, resources) — reported as
-one line per problem, never a traceback; 3 results that could not be written; 130 interrupted (Ctrl-C);
-143 terminated (SIGTERM).
+Exit codes: 0 success; 1 some job failed, or Ray itself mid-run; 2 bad input (specs, arguments, data,
+resources) — reported as one line per problem, never a traceback; 3 results that could not be written;
+130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -312,7 +312,7 @@ def cmd_data(args, console: Console) -> int:
 
 
 def cmd_run(args, console: Console) -> int:
-    from jobs.run import RunOptions, RunRefused, StoreFailed, Terminated, execute
+    from jobs.run import RayFailed, RunOptions, RunRefused, StoreFailed, Terminated, execute
 
     loaded = load_or_exit(args.specs, console)
     options = RunOptions(
@@ -347,6 +347,9 @@ def cmd_run(args, console: Console) -> int:
     except StoreFailed as failed:
         console.print(str(failed), markup=False)
         return WRITE_FAILED
+    except RayFailed as failed:
+        console.print(str(failed), markup=False)
+        return 1
     except KeyboardInterrupt as stop:
         if threading.current_thread() is threading.main_thread():  # the run is over: another Ctrl-C while it
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # says so and exits would only print a traceback (main)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from jobs.data import Arrays
 from jobs.execution import epoch_rows, estimated_flops, gpu_processes_unshareable, needs_fresh_process, process_env
 from jobs.plan import Job, data_key
+from jobs.words import error_line
 from jobs.worker import JobFailed, train
 
 #: Every task's worker process keeps TensorFlow's C++ log and Python's warnings out of its log file. Given
@@ -30,6 +32,8 @@ def worker_env(job: Job) -> dict[str, str]:
 #: Ray retries a task this many times after a system failure (node died, worker killed, preemption).
 #: Exceptions raised by the job itself are results, never retried.
 SYSTEM_RETRIES = 3
+#: How long a cancelled run waits for its tasks' processes to end before it lets go of Ray
+CANCEL_WAIT_S = 10
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,8 @@ class Outcome:
 
 
 class ProgressBoard:
-    """The latest epoch of every running job, as reported by the jobs themselves."""
+    """The latest epoch of every job that has started, as reported by the jobs themselves (finished ones
+    stay: the driver's progress view tells them apart)."""
 
     def __init__(self):
         self.jobs: dict[str, dict] = {}
@@ -169,9 +174,10 @@ class RayExecutor(Executor):
         refs = {key: ray.put(arrays) if shared else arrays for key, arrays in datasets.items()}
         del datasets  # the driver's own copies: freed once they are in the object store
         share_gpu_processes = gpu_processes_unshareable(jobs, self.max_gpus_per_node) is None
+        users = Counter(data_key(job.dataset, job.synthetic) for job in jobs)
         for job in jobs:
-            data = refs[data_key(job.dataset, job.synthetic)]
-            ref = self._task(job, share_gpu_processes).remote(job, data, store_uri, self.board, self.off)
+            task = self._task(job, share_gpu_processes)
+            ref = task.remote(job, refs[data_key(job.dataset, job.synthetic)], store_uri, self.board, self.off)
             self.pending[ref] = job
         while self.pending:
             done, _ = ray.wait(list(self.pending), num_returns=1, timeout=self.poll_seconds)
@@ -179,6 +185,10 @@ class RayExecutor(Executor):
                 self._report_progress(on_progress)
             for ref in done:
                 job = self.pending.pop(ref)
+                key = data_key(job.dataset, job.synthetic)
+                users[key] -= 1
+                if not users[key]:  # its last job is over: the object store can free the dataset
+                    del refs[key]
                 yield self._outcome(job, ref)
 
     def _outcome(self, job: Job, ref) -> Outcome:
@@ -190,7 +200,8 @@ class RayExecutor(Executor):
                 return Outcome(job, failure=cause)
             return Outcome(job, failure=JobFailed(_one_line(error), str(error), ""))
         except self.ray.exceptions.RayError as error:  # worker or node lost beyond the retries, OOM, cancelled
-            return Outcome(job, failure=JobFailed(_one_line(error), str(error), ""))
+            # what happened comes first in Ray's own errors, its advice after (out of memory)
+            return Outcome(job, failure=JobFailed(error_line(error, 300), str(error), ""))
 
     def _report_progress(self, on_progress: OnProgress) -> None:
         with contextlib.suppress(self.ray.exceptions.RayError):  # best effort; results never depend on it
@@ -199,8 +210,13 @@ class RayExecutor(Executor):
     def cancel(self):
         """Cancel every pending task, then disconnect now (a private Ray stops), rather than in Ray's exit
         handler, where a second Ctrl-C would print its traceback and leave Ray's processes running."""
-        for ref in list(self.pending):
+        cancelled = list(self.pending)
+        for ref in cancelled:
             self.ray.cancel(ref, force=True)
+        # the kill is only sent: until its process ends, a task could still write its job's epochs and
+        # checkpoint after the run has marked the job interrupted (and, under --force, dropped its attempt)
+        with contextlib.suppress(Exception):  # a cluster that is gone has nothing left to wait for
+            self.ray.wait(cancelled, num_returns=len(cancelled), timeout=CANCEL_WAIT_S)
         self.ray.shutdown()
 
 

@@ -40,12 +40,14 @@ def check(
     require_gpu: bool = False,
     native_bfloat16: bool | None = None,
     side_by_side: bool = True,
+    gpu_memory_total_mb: int | None = None,
 ) -> Feasibility:
     """Jobs every node is too small for are errors — except GPU requests on a local machine with no GPU,
     which run on CPU after a notice unless ``require_gpu``. ``native_bfloat16``: whether this machine's CPU
     multiplies bfloat16 natively (``cpus.native_bfloat16``); when it does not, local CPU jobs in reduced
     precision get a notice that they will be slower, not faster. ``side_by_side``: whether jobs may run at
-    the same time (Ray), not one after another (``--in-process``)."""
+    the same time (Ray), not one after another (``--in-process``). ``gpu_memory_total_mb``: the memory of
+    this machine's GPU, where the run is local and has one (``gpus.gpu_total_mb``)."""
     notices: list[str] = []
     errors: list[str] = []
     has_gpu = any(node.get("GPU", 0) > 0 for node in nodes)
@@ -80,6 +82,8 @@ def check(
             f"gpu_memory_mb ignored for {count(len(uncapped), 'job')}: it caps the memory of a shared GPU "
             f"(0 < num_gpus < 1), and these ask num_gpus={asked}"
         )
+    if gpu_memory_total_mb:
+        errors += overcommitted(jobs, gpu_memory_total_mb)
     jax_on_cpu = [job for job in jobs if job.backend == "jax" and job.resources.num_gpus == 0]
     cores = max((node.get("CPU", 0) for node in nodes), default=0)
     if side_by_side and len(jax_on_cpu) > 1 and any(job.resources.num_cpus < cores for job in jax_on_cpu):
@@ -98,3 +102,20 @@ def check(
             f"num_gpus={gpus:g}, which no node offers ({describe_nodes(nodes)})"
         )
     return Feasibility(jobs, notices, errors)
+
+
+def overcommitted(jobs: list[Job], total_mb: int) -> list[str]:
+    """Errors for jobs whose GPU memory cap is more than their share of the GPU's memory: Ray fills a GPU
+    with shares up to one whole, so such jobs side by side would ask for more than it has, and fail one by
+    one out of memory mid-run. A cap within its share always fits, whatever jobs share the GPU."""
+    over = [job for job in jobs if (cap := job.resources.memory_cap_mb) and cap > job.resources.num_gpus * total_mb]
+    if not over:
+        return []
+    resources = over[0].resources
+    which = over[0].label + (f" and {len(over) - 1} more" if len(over) > 1 else "")
+    return [
+        f"{count(len(over), 'job')} ({which}) {'asks' if len(over) == 1 else 'ask'} for gpu_memory_mb="
+        f"{resources.gpu_memory_mb} at num_gpus={resources.num_gpus:g}: Ray puts jobs on this machine's GPU, "
+        f"{total_mb} MB, until their shares make one whole, so that share's cap is at most "
+        f"{int(resources.num_gpus * total_mb)} MB; lower gpu_memory_mb or raise num_gpus"
+    ]

@@ -24,7 +24,7 @@ from jobs import checkpoint, private_network
 from jobs.cpus import native_bfloat16
 from jobs.data import Arrays, DataCorrupt, DataUnavailable, locate, read_dataset, synthetic
 from jobs.executors import Executor, InProcessExecutor, Outcome, RayExecutor
-from jobs.gpus import local_gpus
+from jobs.gpus import gpu_total_mb, local_gpus
 from jobs.loading import LoadedExperiment
 from jobs.plan import Job, data_key, expand, seeds_of
 from jobs.progress import Progress
@@ -47,6 +47,11 @@ class RunRefused(Exception):
 class StoreFailed(Exception):
     """A write to the results store failed during the run (disk full, permissions, a bucket's outage): the
     run stops as Ctrl-C stops it, keeping what the store already holds."""
+
+
+class RayFailed(Exception):
+    """Ray itself failed mid-run (its object store full, its cluster lost), not one job: the run stops as
+    Ctrl-C stops it, keeping what the store already holds."""
 
 
 @contextlib.contextmanager
@@ -267,10 +272,10 @@ def refuse_unreachable(address: str) -> None:
     port_note = ""
     if scheme == "ray" and not port.isdigit():  # ray://HOST: gRPC, hence Ray Client, goes to port 443
         host, port, port_note = rest, "443", " (port 443, gRPC's default; Ray Client listens on 10001)"
-    if scheme == "" and address not in ("auto", "local") and not (host and port.isdigit()):
+    if scheme == "" and address != "auto" and not (host and port.isdigit()):
         why = (  # Ray would log its own traceback for it before raising
             f"--address {address}: expected HOST:PORT (the cluster's GCS address, port 6379 by default), "
-            "ray://HOST:10001 for Ray Client, or auto"
+            "ray://HOST:10001 for Ray Client, auto, or local (a private Ray on this machine, as without --address)"
         )
         raise RunRefused([why, NOTHING_TRAINED])
     if scheme not in ("", "ray") or not host or not port.isdigit():
@@ -371,8 +376,10 @@ def lost_process_log(record: JobRecord) -> str:
 
 
 def cluster_address(options: RunOptions) -> str | None:
-    """The Ray cluster the run connects to; None where it starts one of its own."""
-    return options.address or os.environ.get("RAY_ADDRESS") or None  # RAY_ADDRESS="" is no address
+    """The Ray cluster the run connects to; None where it starts a private one of its own, for Ray's address
+    "local" too (a new Ray on this machine), which then gets the private Ray's settings and checks."""
+    address = options.address or os.environ.get("RAY_ADDRESS")  # RAY_ADDRESS="" is no address
+    return None if address in ("", "local") else address
 
 
 def wants_private_network(options: RunOptions, store: Store) -> bool:
@@ -407,8 +414,6 @@ def where(options: RunOptions) -> str:
     if options.executor == "local":
         return "training in this process"
     address = cluster_address(options)
-    if address == "local":
-        return "starting a Ray on this machine (address local)"
     if address:
         return f"connecting to the Ray cluster at {address}"
     if private_network.state() == private_network.INSIDE:  # README, Security: how to look at it from outside
@@ -437,6 +442,17 @@ def start_executor(options: RunOptions) -> tuple[Executor, list[dict[str, float]
         return RayExecutor(off=options.off, max_gpus_per_node=most_gpus), shapes, local
     this_machine = {"CPU": float(os.cpu_count() or 1), "GPU": local_gpus()}
     return InProcessExecutor(options.off), [this_machine], True
+
+
+def local_gpu_memory_mb(jobs: list[Job], nodes: list[dict[str, float]]) -> int | None:
+    """The memory of this machine's GPU where jobs cap theirs and it has one that nvidia-smi can read;
+    None otherwise (a cluster's nodes do not say what their GPUs hold)."""
+    if not any(job.resources.memory_cap_mb for job in jobs) or not any(node.get("GPU") for node in nodes):
+        return None
+    try:
+        return gpu_total_mb()
+    except RuntimeError:
+        return None
 
 
 def select_driver_backend(jobs: list[Job]) -> None:
@@ -528,7 +544,8 @@ def _execute(
         # only a local run's CPU is the one the jobs will use
         side_by_side = options.executor == "ray"
         bfloat16 = native_bfloat16() if local else None
-        feasibility = check(to_run, nodes, local, options.require_gpu, bfloat16, side_by_side)
+        gpu_memory = local_gpu_memory_mb(to_run, nodes) if local else None
+        feasibility = check(to_run, nodes, local, options.require_gpu, bfloat16, side_by_side, gpu_memory)
         if feasibility.errors:
             raise RunRefused([*feasibility.errors, NOTHING_TRAINED])
         to_run = feasibility.jobs
@@ -569,13 +586,19 @@ def _execute(
                     summary.finished.append(outcome.job)
                 else:
                     summary.failed.append((outcome.job, outcome.failure.reason))
-    except (KeyboardInterrupt, StoreFailed):
+    except BaseException as error:  # Ctrl-C, SIGTERM, the store or Ray failing: no job is left "running"
         with stop_signals_ignored():  # a second Ctrl-C here would leave jobs running and Ray's processes behind
-            executor.cancel()
+            with contextlib.suppress(Exception):  # best effort: Ray may be what stopped the run
+                executor.cancel()
             for job in [] if store.hold_lost() else started:  # else the run holding the store now owns them
                 if job.id not in delivered:
                     with contextlib.suppress(Exception):  # best effort: the store may be what stopped the run
                         store.job(job.id).interrupt()
+        if type(error).__module__.partition(".")[0] == "ray":
+            raise RayFailed(
+                f"Ray failed mid-run ({error_line(error)}); the run stopped, and the jobs it stored before are "
+                "kept: run the same command again to resume"
+            ) from None
         raise
     return summary
 

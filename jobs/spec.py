@@ -246,12 +246,12 @@ class Resources(Strict):
     @field_validator("num_cpus", "num_gpus")
     @classmethod
     def _ray_can_schedule(cls, value: float, info) -> float:
-        """Ray's own limits, which it would otherwise raise mid-run: shares of 0.0001 at the finest, and
-        whole GPUs above one."""
+        """Ray's own limit, which it would otherwise raise mid-run: shares of 0.0001 at the finest; and one
+        GPU at most, the one a job trains on (Keras with no distribution strategy)."""
         if 0 < value < RAY_SMALLEST_SHARE:
             raise ValueError(f"finer than Ray's smallest share, {RAY_SMALLEST_SHARE:g}")
-        if info.field_name == "num_gpus" and value > 1 and not value.is_integer():
-            raise ValueError("above 1, Ray gives whole GPUs only")
+        if info.field_name == "num_gpus" and value > 1:
+            raise ValueError("a job trains on one GPU; more would be held and left idle: at most 1")
         return value
 
     @property

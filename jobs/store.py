@@ -162,11 +162,11 @@ class Store:
         self.write_bytes(path, data)
 
     def write_bytes(self, path: str, data: bytes) -> None:
+        if not self.local:  # an object store's PUT is atomic already; it has no cheap rename, and no folders
+            self.fs.pipe_file(path, data)  # (makedirs would ask for the bucket itself at every write)
+            return
         parent = path.rsplit("/", 1)[0]
         self.fs.makedirs(parent, exist_ok=True)
-        if not self.local:  # an object store's PUT is atomic already; it has no cheap rename
-            self.fs.pipe_file(path, data)
-            return
         temporary = f"{parent}/.tmp-{uuid.uuid4().hex}"
         try:
             self.fs.pipe_file(temporary, data)
@@ -309,8 +309,8 @@ class Store:
 
 
 class JobRecord:
-    """Every path of one job, and the state transitions running -> done | failed (a finished job trained
-    again stays done until its new attempt finishes)."""
+    """Every path of one job, and the state transitions running -> done | failed | interrupted (a finished
+    job trained again stays done until its new attempt finishes)."""
 
     def __init__(self, store: Store, job_id: str):
         self.store = store

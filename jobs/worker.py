@@ -142,10 +142,12 @@ def configure_tensorflow(threads: int, num_gpus: float, memory_cap_mb: int | Non
             else:
                 tf.config.experimental.set_memory_growth(gpu, True)
     except RuntimeError:
-        pass  # already initialised by an earlier job in this process
+        pass  # already initialised by an earlier job in this process: its settings hold, and are recorded
     details = tf.config.experimental.get_device_details(gpus[0])
     device = f"GPU: {details.get('device_name', gpus[0].name)}"
-    return {**settings, "device": device, "gpu_memory_mb": memory_cap_mb, "deterministic": True}
+    configured = tf.config.get_logical_device_configuration(gpus[0])
+    capped = configured[0].memory_limit if configured else None
+    return {**settings, "device": device, "gpu_memory_mb": capped, "deterministic": True}
 
 
 DETERMINISTIC_GPU_OPS = "xla_gpu_deterministic_ops"
@@ -302,7 +304,6 @@ def _callbacks(
             shown = " ".join(f"{k}={v:.4g}" for k, v in logs.items())
             log.append(f"{now()} epoch {epoch + 1}/{job.training.epochs} {shown}")
             if not all(math.isfinite(v) for k, v in logs.items() if k.endswith("loss")):
-                self.model.stop_training = True
                 raise Diverged(f"diverged at epoch {epoch + 1}: loss is {logs.get('loss')}")
             if report is not None:
                 report(job.id, epoch + 1, job.training.epochs, logs)

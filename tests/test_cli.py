@@ -347,6 +347,33 @@ def test_a_store_that_fails_mid_run_stops_it_in_one_line_keeping_what_finished(c
     assert "2 jobs: 1 trained, 1 already stored" in capsys.readouterr().out
 
 
+def test_ray_failing_mid_run_stops_it_in_one_line_keeping_what_finished(capsys, in_root, tmp_path, monkeypatch):
+    import ray
+
+    from jobs import run
+    from jobs.executors import InProcessExecutor
+    from jobs.store import Store
+
+    class ObjectStoreFillsAfterOne(InProcessExecutor):
+        def run(self, jobs, datasets, store_uri, on_progress=None):
+            yield next(super().run(jobs, datasets, store_uri, on_progress))
+            raise ray.exceptions.ObjectStoreFullError("Failed to put the object: the object store is full.\nadvice")
+
+    executor = ObjectStoreFillsAfterOne(frozenset())
+    monkeypatch.setattr(run, "start_executor", lambda options: (executor, [{"CPU": 2.0}], True))
+    args = ["run", "specs/dropout.yaml", "--synthetic", "--max-epochs", "1", "--in-process", "--results", str(tmp_path)]
+    assert main([*args, "--no-report"]) == 1
+    out = capsys.readouterr().out
+    assert "Ray failed mid-run (ObjectStoreFullError: Failed to put the object: the object store is full.)" in out
+    assert "the jobs it stored before are kept: run the same command again to resume" in out
+    assert "Traceback" not in out, out
+    store = Store(str(tmp_path))
+    assert sorted(store.job(job).state()[0] for job in store.job_ids()) == ["done", "interrupted"]
+    monkeypatch.undo()
+    assert main([*args, "--no-report"]) == 0
+    assert "2 jobs: 1 trained, 1 already stored" in capsys.readouterr().out
+
+
 def test_a_report_that_cannot_be_written_there_is_one_line_and_the_results_stay(capsys, tmp_path):
     from report_fixtures import suite_store
 

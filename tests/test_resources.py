@@ -69,6 +69,20 @@ def test_a_job_asking_all_a_node_has_fits(gpu_jobs):
     assert len(check(over, [GPU_NODE], local=False).errors) == 1
 
 
+def test_caps_beyond_their_share_of_this_machines_gpu_are_refused_before_dispatch(gpu_jobs):
+    """Four jobs at 0.25 of a GPU each capped at 2048 MB need 8192 MB of it: fine on 8192, out of memory
+    mid-run on 6000, so refused before anything trains; a cluster's GPUs are not known, so not checked."""
+    assert check(gpu_jobs, [GPU_NODE], local=True, gpu_memory_total_mb=8192).errors == []
+    assert check(gpu_jobs, [GPU_NODE], local=False).errors == []
+    assert check(gpu_jobs, [GPU_NODE], local=True, gpu_memory_total_mb=6000).errors == [
+        "2 jobs (dropout/basic/s0 and 1 more) ask for gpu_memory_mb=2048 at num_gpus=0.25: Ray puts jobs on this "
+        "machine's GPU, 6000 MB, until their shares make one whole, so that share's cap is at most 1500 MB; "
+        "lower gpu_memory_mb or raise num_gpus"
+    ]
+    whole = [with_resources(job, num_gpus=1) for job in gpu_jobs]  # uncapped: takes what the GPU has
+    assert check(whole, [GPU_NODE], local=True, gpu_memory_total_mb=1000).errors == []
+
+
 def test_a_memory_cap_that_caps_nothing_is_a_notice(gpu_jobs):
     whole = [with_resources(job, num_gpus=1) for job in gpu_jobs]  # gpu_memory_mb 2048 from the fixture
     (notice,) = check(whole, [GPU_NODE], local=False).notices

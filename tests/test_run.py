@@ -295,6 +295,9 @@ def test_only_the_programs_own_run_of_a_private_ray_for_local_files_restarts_or_
     assert not run.wants_private_network(program, bucket)  # its jobs need the network
     assert not run.wants_private_network(run.RunOptions(restartable=True, address="10.0.0.2:6379"), folder)
     assert not run.wants_private_network(run.RunOptions(restartable=True, executor="local"), folder)
+    local = run.RunOptions(restartable=True, address="local")  # Ray's name for a new Ray on this machine
+    assert run.cluster_address(local) is None
+    assert run.wants_private_network(local, folder) == private_network.possible_here()
     assert run.exposure(program, bucket, local=True) == [
         "the private Ray head listens on every network interface, guarded by its token: its jobs write to a "
         "bucket, over the network (README, Security)"

@@ -158,8 +158,8 @@ def set_layer(index, **fields):
             "resources.num_cpus: finer than Ray's smallest share, 0.0001 (got 1e-05)",
         ),
         (
-            lambda d: d.update(resources={"num_gpus": 1.5}),
-            "resources.num_gpus: above 1, Ray gives whole GPUs only (got 1.5)",
+            lambda d: d.update(resources={"num_gpus": 2}),
+            "resources.num_gpus: a job trains on one GPU; more would be held and left idle: at most 1 (got 2)",
         ),
     ],
 )
