@@ -39,7 +39,7 @@ lint: $(INSTALLED) ## ruff
 run: $(INSTALLED) ## train the built-in suite at the seed's settings, SEEDS=3 seeds a variant, on a local Ray; the report
 	$(BIN)/regimen run specs --seeds $(SEEDS) --results $(RESULTS) $(ARGS)
 
-demo: $(INSTALLED) ## the whole suite on SYNTHETIC data, 3 epochs a job (82 s on 2 cores: bench/results/targets-*)
+demo: $(INSTALLED) ## the whole suite on SYNTHETIC data, 3 epochs a job (54-82 s on 2 cores: bench/results/targets-*)
 	$(BIN)/regimen run specs --synthetic --max-epochs 3 --results $(RESULTS) $(ARGS)
 
 report: $(INSTALLED) ## re-render the report from stored results, no training
