@@ -75,6 +75,16 @@ def log_of(checkpoint: bytes) -> tuple[str, ...]:
         return ()
 
 
+def epochs_done_of(file) -> int | None:
+    """The epochs a checkpoint holds, read from its state alone (``file``: a seekable binary file, of which
+    a bucket sends only the parts read); None where it cannot be read."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            return int(json.loads(archive.read(STATE))["epochs_done"])
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError):
+        return None
+
+
 def restore(model, checkpoint: bytes) -> Restored:
     """Load ``checkpoint`` into ``model`` (compiled, not yet trained); returns what it had trained.
     Raises on a checkpoint that does not fit the model or cannot be read; the model may then be half

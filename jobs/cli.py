@@ -348,20 +348,16 @@ def cmd_run(args, console: Console) -> int:
         console.print(str(failed), markup=False)
         return WRITE_FAILED
     except RayFailed as failed:
-        console.print(str(failed), markup=False)
+        console.print(
+            f"{failed}: finished jobs are stored in {args.results}; {how_to_resume(args.force)}", markup=False
+        )
         return 1
     except KeyboardInterrupt as stop:
         if threading.current_thread() is threading.main_thread():  # the run is over: another Ctrl-C while it
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # says so and exits would only print a traceback (main)
-        again = (
-            "jobs being trained again keep their earlier results; run the command again without --force to keep "
-            "those and resume the others from their last epoch, or with --force to train every job again"
-            if args.force
-            else "run the same command again to resume (finished jobs are skipped, unfinished ones resume from "
-            "their last epoch)"
-        )
         report = "" if args.no_report else f"; `regimen report --results {args.results}` updates the report meanwhile"
         how, code = ("terminated (SIGTERM)", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
+        again = how_to_resume(args.force)
         console.print(f"\n{how}: finished jobs are stored in {args.results}; {again}{report}", markup=False)
         return code
     kept = f", {len(summary.kept)} failed before and not retried (--force retries)" if summary.kept else ""
@@ -374,6 +370,18 @@ def cmd_run(args, console: Console) -> int:
     for job, reason in summary.failed + summary.kept:
         console.print(f"failed: {job.label} [{job.id}]: {reason} (log: {store.job(job.id).log_uri})", markup=False)
     return 1 if summary.failed or summary.kept else 0 if reported else WRITE_FAILED
+
+
+def how_to_resume(force: bool) -> str:
+    """What to run after a run stopped mid-way; with --force, "the same command" would train every job again."""
+    if force:
+        return (
+            "jobs being trained again keep their earlier results; run the command again without --force to keep "
+            "those and resume the others from their last epoch, or with --force to train every job again"
+        )
+    return (
+        "run the same command again to resume (finished jobs are skipped, unfinished ones resume from their last epoch)"
+    )
 
 
 #: The exit code of a run or report that could not write what it had made (results store, report folder)

@@ -33,7 +33,7 @@ def worker_env(job: Job) -> dict[str, str]:
 #: Exceptions raised by the job itself are results, never retried.
 SYSTEM_RETRIES = 3
 #: How long a cancelled run waits for its tasks' processes to end before it lets go of Ray
-CANCEL_WAIT_S = 10
+CANCEL_WAIT_S = 5
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def check(
             f"gpu_memory_mb ignored for {count(len(uncapped), 'job')}: it caps the memory of a shared GPU "
             f"(0 < num_gpus < 1), and these ask num_gpus={asked}"
         )
-    if gpu_memory_total_mb:
+    if gpu_memory_total_mb and side_by_side:  # one at a time (--in-process), each has the GPU to itself
         errors += overcommitted(jobs, gpu_memory_total_mb)
     jax_on_cpu = [job for job in jobs if job.backend == "jax" and job.resources.num_gpus == 0]
     cores = max((node.get("CPU", 0) for node in nodes), default=0)
@@ -107,15 +107,20 @@ def check(
 def overcommitted(jobs: list[Job], total_mb: int) -> list[str]:
     """Errors for jobs whose GPU memory cap is more than their share of the GPU's memory: Ray fills a GPU
     with shares up to one whole, so such jobs side by side would ask for more than it has, and fail one by
-    one out of memory mid-run. A cap within its share always fits, whatever jobs share the GPU."""
-    over = [job for job in jobs if (cap := job.resources.memory_cap_mb) and cap > job.resources.num_gpus * total_mb]
-    if not over:
-        return []
-    resources = over[0].resources
-    which = over[0].label + (f" and {len(over) - 1} more" if len(over) > 1 else "")
-    return [
-        f"{count(len(over), 'job')} ({which}) {'asks' if len(over) == 1 else 'ask'} for gpu_memory_mb="
-        f"{resources.gpu_memory_mb} at num_gpus={resources.num_gpus:g}: Ray puts jobs on this machine's GPU, "
-        f"{total_mb} MB, until their shares make one whole, so that share's cap is at most "
-        f"{int(resources.num_gpus * total_mb)} MB; lower gpu_memory_mb or raise num_gpus"
-    ]
+    one out of memory mid-run. Caps within their shares add up to the GPU's memory at most, but each
+    process's CUDA context comes on top of its cap, so those can still run short: this finds only the
+    certain cases."""
+    by_request: dict[tuple[int, float], list[Job]] = {}
+    for job in jobs:
+        if (cap := job.resources.memory_cap_mb) and cap > job.resources.num_gpus * total_mb:
+            by_request.setdefault((cap, job.resources.num_gpus), []).append(job)
+    errors = []
+    for (cap, share), over in by_request.items():
+        which = over[0].label + (f" and {len(over) - 1} more" if len(over) > 1 else "")
+        errors.append(
+            f"{count(len(over), 'job')} ({which}) {'asks' if len(over) == 1 else 'ask'} for gpu_memory_mb={cap} "
+            f"at num_gpus={share:g}: Ray puts jobs on this machine's GPU, {total_mb} MB, until their shares make "
+            f"one whole, so that share's cap is at most {int(share * total_mb)} MB; lower gpu_memory_mb or raise "
+            "num_gpus"
+        )
+    return errors

@@ -10,6 +10,8 @@ import contextlib
 import logging
 import os
 import secrets
+import shlex
+import shutil
 import signal
 import socket
 import sys
@@ -50,8 +52,8 @@ class StoreFailed(Exception):
 
 
 class RayFailed(Exception):
-    """Ray itself failed mid-run (its object store full, its cluster lost), not one job: the run stops as
-    Ctrl-C stops it, keeping what the store already holds."""
+    """Ray itself failed mid-run (its object store full, a Ray Client connection lost), not one job: the run
+    stops as Ctrl-C stops it, keeping what the store already holds."""
 
 
 @contextlib.contextmanager
@@ -141,14 +143,18 @@ def pending_jobs(jobs: list[Job], store: Store, force: bool) -> Pending:
 
 
 def resuming(jobs: list[Job], store: Store) -> list[str]:
-    """Each of ``jobs`` whose unfinished attempt left a checkpoint to resume from, as "label (N of M
-    epochs)", so that a rerun says what it continues (the worker decides whether it can: its log says so)."""
+    """Each of ``jobs`` whose unfinished attempt left a checkpoint that can be read, as "label (after
+    epoch N of M)", so that a rerun says what it continues; the worker still checks that the checkpoint
+    fits the model and the stored epochs (its log says where it did not)."""
     said = []
     for job in jobs:
-        record = store.job(job.id)
-        if store.fs.exists(record.checkpoint_file):
-            stored = max(map(len, record.resumable_epochs().values()), default=0)
-            said.append(f"{job.label} ({stored} of {job.training.epochs} epochs)")
+        try:
+            with store.fs.open(store.job(job.id).checkpoint_file, "rb") as file:
+                epochs = checkpoint.epochs_done_of(file)
+        except OSError:  # none (FileNotFoundError), or one that cannot be opened: trained from the start
+            continue
+        if epochs:
+            said.append(f"{job.label} (after epoch {epochs} of {job.training.epochs})")
     return said
 
 
@@ -427,7 +433,8 @@ def how_to_look_inside() -> str:
     import ray
 
     address = ray.get_runtime_context().gcs_address
-    tool = Path(sys.executable).with_name("ray")  # beside this interpreter, in the same environment
+    beside = Path(sys.executable).with_name("ray")  # this interpreter's environment's (a venv, conda, pipx)
+    tool = shlex.quote(str(beside) if beside.exists() else shutil.which("ray") or "ray")
     join = private_network.join_command(os.getpid())
     return f"Ray's head: {address}; from another shell: RAY_AUTH_MODE=token {join} {tool} status --address {address}"
 
@@ -594,11 +601,9 @@ def _execute(
                 if job.id not in delivered:
                     with contextlib.suppress(Exception):  # best effort: the store may be what stopped the run
                         store.job(job.id).interrupt()
-        if type(error).__module__.partition(".")[0] == "ray":
-            raise RayFailed(
-                f"Ray failed mid-run ({error_line(error)}); the run stopped, and the jobs it stored before are "
-                "kept: run the same command again to resume"
-            ) from None
+        # Ray's own errors, and the builtin ConnectionError that Ray Client raises for a lost cluster
+        if type(error).__module__.partition(".")[0] == "ray" or isinstance(error, ConnectionError):
+            raise RayFailed(f"Ray failed mid-run ({error_line(error)}); the run stopped") from None
         raise
     return summary
 

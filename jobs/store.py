@@ -162,10 +162,14 @@ class Store:
         self.write_bytes(path, data)
 
     def write_bytes(self, path: str, data: bytes) -> None:
-        if not self.local:  # an object store's PUT is atomic already; it has no cheap rename, and no folders
-            self.fs.pipe_file(path, data)  # (makedirs would ask for the bucket itself at every write)
-            return
         parent = path.rsplit("/", 1)[0]
+        if not self.local:  # an object store's PUT is atomic already, and it has no cheap rename
+            try:  # nor folders: makedirs would ask for the bucket itself at every write
+                self.fs.pipe_file(path, data)
+            except FileNotFoundError:  # a remote file system that has folders (sftp, smb)
+                self.fs.makedirs(parent, exist_ok=True)
+                self.fs.pipe_file(path, data)
+            return
         self.fs.makedirs(parent, exist_ok=True)
         temporary = f"{parent}/.tmp-{uuid.uuid4().hex}"
         try:

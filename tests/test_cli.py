@@ -365,7 +365,7 @@ def test_ray_failing_mid_run_stops_it_in_one_line_keeping_what_finished(capsys, 
     assert main([*args, "--no-report"]) == 1
     out = capsys.readouterr().out
     assert "Ray failed mid-run (ObjectStoreFullError: Failed to put the object: the object store is full.)" in out
-    assert "the jobs it stored before are kept: run the same command again to resume" in out
+    assert f"; the run stopped: finished jobs are stored in {tmp_path}; run the same command again to resume" in out
     assert "Traceback" not in out, out
     store = Store(str(tmp_path))
     assert sorted(store.job(job).state()[0] for job in store.job_ids()) == ["done", "interrupted"]

@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from jobs.data import synthetic
 from jobs.executors import Executor, Outcome
 from jobs.loading import load_experiments
 from jobs.plan import data_key, expand
-from jobs.run import RunOptions, execute
+from jobs.run import RunOptions, execute, resuming
 from jobs.store import Store
 from jobs.worker import JobFailed, train
 
@@ -45,6 +46,16 @@ def interrupted(tmp_path, epochs: int, dies_after: int):
     with pytest.raises(JobFailed):
         train(job, data, str(tmp_path), dies)
     return job, data, record
+
+
+def test_a_rerun_names_the_jobs_it_resumes_at_their_checkpoints_epoch(tmp_path):
+    job, _, record = interrupted(tmp_path, epochs=5, dies_after=3)
+    assert len(record.epochs()["loss"]) == 3  # stored before it died; its checkpoint has 2
+    assert resuming([job], record.store) == [f"{job.label} (after epoch 2 of 5)"]
+    record.write_checkpoint(b"not a zip")  # the worker drops it and trains from the first epoch
+    assert resuming([job], record.store) == []
+    record.drop_attempt()
+    assert resuming([job], record.store) == []
 
 
 def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
@@ -347,7 +358,8 @@ def test_driver_killed_then_rerun_retrains_nothing_finished_and_resumes_the_rest
         assert store.job(job_id).result() == result  # never retrained
     resumed = resumed_jobs(results)
     assert_at_most_one_epoch_redone(at_kill, resumed)
-    assert output.count("resuming from its checkpoint: ") == len(resumed), output  # said before it trains
+    said = re.findall(r"resuming from its checkpoint: \S+ \(after epoch (\d+) of 10\)", output)
+    assert sorted(map(int, said)) == sorted(resumed.values()), output  # said before it trains
     midway = {j for j, n in at_kill.items() if n >= 1 and j not in finished and store.job(j).is_done()}
     assert midway <= set(resumed), f"jobs restarted from scratch: {midway - set(resumed)}"
     for job_id in store.job_ids():

@@ -70,8 +70,9 @@ def test_a_job_asking_all_a_node_has_fits(gpu_jobs):
 
 
 def test_caps_beyond_their_share_of_this_machines_gpu_are_refused_before_dispatch(gpu_jobs):
-    """Four jobs at 0.25 of a GPU each capped at 2048 MB need 8192 MB of it: fine on 8192, out of memory
-    mid-run on 6000, so refused before anything trains; a cluster's GPUs are not known, so not checked."""
+    """Four jobs at 0.25 of a GPU each capped at 2048 MB need 8192 MB of it and their CUDA contexts: out of
+    memory mid-run on 6000, so refused before anything trains; within their share of 8192, not refused; a
+    cluster's GPUs are not known, and jobs one at a time (--in-process) have the GPU each to itself."""
     assert check(gpu_jobs, [GPU_NODE], local=True, gpu_memory_total_mb=8192).errors == []
     assert check(gpu_jobs, [GPU_NODE], local=False).errors == []
     assert check(gpu_jobs, [GPU_NODE], local=True, gpu_memory_total_mb=6000).errors == [
@@ -81,6 +82,12 @@ def test_caps_beyond_their_share_of_this_machines_gpu_are_refused_before_dispatc
     ]
     whole = [with_resources(job, num_gpus=1) for job in gpu_jobs]  # uncapped: takes what the GPU has
     assert check(whole, [GPU_NODE], local=True, gpu_memory_total_mb=1000).errors == []
+    assert check(gpu_jobs, [GPU_NODE], local=True, side_by_side=False, gpu_memory_total_mb=6000).errors == []
+    mixed = [gpu_jobs[0], with_resources(gpu_jobs[1], gpu_memory_mb=4096)]
+    assert [error.split(":")[0] for error in check(mixed, [GPU_NODE], local=True, gpu_memory_total_mb=6000).errors] == [
+        "1 job (dropout/basic/s0) asks for gpu_memory_mb=2048 at num_gpus=0.25",
+        "1 job (dropout/dropout/s0) asks for gpu_memory_mb=4096 at num_gpus=0.25",
+    ]
 
 
 def test_a_memory_cap_that_caps_nothing_is_a_notice(gpu_jobs):
