@@ -601,8 +601,10 @@ def _execute(
                 if job.id not in delivered:
                     with contextlib.suppress(Exception):  # best effort: the store may be what stopped the run
                         store.job(job.id).interrupt()
-        # Ray's own errors, and the builtin ConnectionError that Ray Client raises for a lost cluster
-        if type(error).__module__.partition(".")[0] == "ray" or isinstance(error, ConnectionError):
+        # Ray's own errors, and the builtin ConnectionError that Ray Client raises for a lost cluster (not a
+        # closed console's BrokenPipeError)
+        client = (cluster_address(options) or "").startswith("ray://")
+        if type(error).__module__.partition(".")[0] == "ray" or (client and isinstance(error, ConnectionError)):
             raise RayFailed(f"Ray failed mid-run ({error_line(error)}); the run stopped") from None
         raise
     return summary

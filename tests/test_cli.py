@@ -347,24 +347,36 @@ def test_a_store_that_fails_mid_run_stops_it_in_one_line_keeping_what_finished(c
     assert "2 jobs: 1 trained, 1 already stored" in capsys.readouterr().out
 
 
-def test_ray_failing_mid_run_stops_it_in_one_line_keeping_what_finished(capsys, in_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("address", "said"),
+    [
+        ("", "ObjectStoreFullError: Failed to put the object: the object store is full."),
+        ("ray://127.0.0.1:10001", "ConnectionError: Failed to reconnect within the reconnection grace period (30s)"),
+    ],
+)
+def test_ray_failing_mid_run_stops_it_in_one_line_keeping_what_finished(
+    capsys, in_root, tmp_path, monkeypatch, address, said
+):
     import ray
 
     from jobs import run
     from jobs.executors import InProcessExecutor
     from jobs.store import Store
 
-    class ObjectStoreFillsAfterOne(InProcessExecutor):
+    class RayFailsAfterOne(InProcessExecutor):
         def run(self, jobs, datasets, store_uri, on_progress=None):
             yield next(super().run(jobs, datasets, store_uri, on_progress))
+            if address:  # what Ray Client raises once its connection to the cluster is lost
+                raise ConnectionError("Failed to reconnect within the reconnection grace period (30s)")
             raise ray.exceptions.ObjectStoreFullError("Failed to put the object: the object store is full.\nadvice")
 
-    executor = ObjectStoreFillsAfterOne(frozenset())
+    executor = RayFailsAfterOne(frozenset())
     monkeypatch.setattr(run, "start_executor", lambda options: (executor, [{"CPU": 2.0}], True))
+    monkeypatch.setenv("RAY_ADDRESS", address)
     args = ["run", "specs/dropout.yaml", "--synthetic", "--max-epochs", "1", "--in-process", "--results", str(tmp_path)]
     assert main([*args, "--no-report"]) == 1
     out = capsys.readouterr().out
-    assert "Ray failed mid-run (ObjectStoreFullError: Failed to put the object: the object store is full.)" in out
+    assert f"Ray failed mid-run ({said}" in out, out
     assert f"; the run stopped: finished jobs are stored in {tmp_path}; run the same command again to resume" in out
     assert "Traceback" not in out, out
     store = Store(str(tmp_path))
