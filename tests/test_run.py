@@ -222,7 +222,7 @@ def test_the_command_a_private_run_prints_shows_its_ray_from_another_shell(tmp_p
         command = said.partition("from another shell: ")[2].strip()
         assert command.startswith(f"RAY_AUTH_MODE=token nsenter --target {started.pid} --net"), said
         shown = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
-        started.send_signal(signal.SIGINT)
+        started.send_signal(signal.SIGTERM)  # not SIGINT, which a shell's background job inherits ignored
         started.communicate(timeout=120)
     finally:
         started.kill()
