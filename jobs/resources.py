@@ -96,12 +96,16 @@ def check(
         if not any(fits(job, node) for node in nodes):
             by_request.setdefault((job.resources.num_cpus, job.resources.num_gpus), []).append(job)
     for (cpus, gpus), unfit in by_request.items():
-        which = unfit[0].label + (f" and {len(unfit) - 1} more" if len(unfit) > 1 else "")
         errors.append(
-            f"{count(len(unfit), 'job')} ({which}) {'asks' if len(unfit) == 1 else 'ask'} for num_cpus={cpus:g}, "
-            f"num_gpus={gpus:g}, which no node offers ({describe_nodes(nodes)})"
+            f"{asking(unfit)} for num_cpus={cpus:g}, num_gpus={gpus:g}, which no node offers ({describe_nodes(nodes)})"
         )
     return Feasibility(jobs, notices, errors)
+
+
+def asking(jobs: list[Job]) -> str:
+    """``2 jobs (dropout/basic/s0 and 1 more) ask``: who makes a request, to begin an error about it."""
+    which = jobs[0].label + (f" and {len(jobs) - 1} more" if len(jobs) > 1 else "")
+    return f"{count(len(jobs), 'job')} ({which}) {'asks' if len(jobs) == 1 else 'ask'}"
 
 
 def overcommitted(jobs: list[Job], total_mb: int) -> list[str]:
@@ -116,11 +120,9 @@ def overcommitted(jobs: list[Job], total_mb: int) -> list[str]:
             by_request.setdefault((cap, job.resources.num_gpus), []).append(job)
     errors = []
     for (cap, share), over in by_request.items():
-        which = over[0].label + (f" and {len(over) - 1} more" if len(over) > 1 else "")
         errors.append(
-            f"{count(len(over), 'job')} ({which}) {'asks' if len(over) == 1 else 'ask'} for gpu_memory_mb={cap} "
-            f"at num_gpus={share:g}: Ray puts jobs on this machine's GPU, {total_mb} MB, until their shares make "
-            f"one whole, so that share's cap is at most {int(share * total_mb)} MB; lower gpu_memory_mb or raise "
-            "num_gpus"
+            f"{asking(over)} for gpu_memory_mb={cap} at num_gpus={share:g}: Ray puts jobs on this machine's GPU, "
+            f"{total_mb} MB, until their shares make one whole, so that share's cap is at most "
+            f"{int(share * total_mb)} MB; lower gpu_memory_mb or raise num_gpus"
         )
     return errors
