@@ -89,9 +89,17 @@ def enter_if_asked() -> None:
 
 def join_command(pid: int) -> str:
     """The ``nsenter`` that runs a command in the network of the run with process id ``pid``, for the user
-    who started it: root's namespace is its own; anyone else's belongs to the user namespace it made too."""
-    user = "" if os.geteuid() == 0 else " --user --preserve-credentials"
+    who started it: a network namespace made with a user namespace belongs to that one, entered first."""
+    user = " --user --preserve-credentials" if _with_user_namespace() else ""
     return f"nsenter --target {pid} --net{user}"
+
+
+def _with_user_namespace() -> bool:
+    """Whether this process makes its network namespace inside a user namespace of its own: anyone but root
+    needs one to own it, in which they are themselves (mapped to their own ids), with the capabilities to
+    set the namespace up; root makes it directly (in a user namespace, root could no longer override the
+    permissions of files owned by users not mapped into it)."""
+    return os.geteuid() != 0
 
 
 def _why_not() -> str | None:
@@ -126,7 +134,7 @@ def _why_not() -> str | None:
 
 
 def _refused(error: OSError) -> str:
-    if error.errno == errno.EPERM and os.geteuid() == 0:  # root makes no user namespace (see _enter)
+    if error.errno == errno.EPERM and not _with_user_namespace():  # refused for want of a capability
         hint = "; root without CAP_SYS_ADMIN, as in a container, or a container's seccomp profile"
     else:
         hint = {
@@ -143,11 +151,7 @@ def _enter() -> None:
     """Move this process into a new network namespace and bring its loopback up; OSError, naming the step,
     where refused."""
     uid, gid = os.geteuid(), os.getegid()
-    # root makes the network namespace directly (in a user namespace of its own, root could no longer
-    # override the permissions of files owned by users not mapped into it); anyone else needs a user
-    # namespace to own it, in which they are themselves (mapped to their own ids), with the capabilities
-    # to set the namespace up
-    user = CLONE_NEWUSER if uid != 0 else 0
+    user = CLONE_NEWUSER if _with_user_namespace() else 0
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNET | user) != 0:
         code = ctypes.get_errno()
