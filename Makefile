@@ -28,7 +28,7 @@ browser: ## install Debian's headless Chromium for the report's browser test (ro
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) \
 	  >/dev/null || echo "could not install chromium: the browser test will be skipped"; }
 
-test: $(INSTALLED) browser ## lint and run every test (17–22 minutes on 2 cores)
+test: $(INSTALLED) browser ## lint and run every test (16–22 minutes on 2 cores)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check jobs
 	$(BIN)/python -m pytest
