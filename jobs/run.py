@@ -498,10 +498,19 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
         if on_main_thread:
             signal.signal(signal.SIGTERM, terminate)
 
+    jobs = expand(  # before the hold: a run its options refuse leaves no results folder behind
+        [e.experiment for e in experiments],
+        seeds=options.seeds,
+        synthetic=options.synthetic,
+        max_epochs=options.max_epochs,
+        resources=options.resources,
+        backend=options.backend,
+        precision=options.precision,
+    )
     try:
         handle_sigterm()  # from the start, so that a run stopped while it takes its hold leaves none behind
         with store.hold_for_run():
-            return _execute(experiments, store, options, console, handle_sigterm)
+            return _execute(experiments, jobs, store, options, console, handle_sigterm)
     except (StoreBusy, StoreUnavailable) as busy:
         raise RunRefused([str(busy), NOTHING_TRAINED]) from None
     except KeyboardInterrupt:
@@ -515,20 +524,12 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
 
 def _execute(
     experiments: list[LoadedExperiment],
+    jobs: list[Job],
     store: Store,
     options: RunOptions,
     console: Console,
     handle_sigterm: Callable[[], None],
 ) -> RunSummary:
-    jobs = expand(
-        [e.experiment for e in experiments],
-        seeds=options.seeds,
-        synthetic=options.synthetic,
-        max_epochs=options.max_epochs,
-        resources=options.resources,
-        backend=options.backend,
-        precision=options.precision,
-    )
     to_run, finished, kept, unreadable = pending_jobs(jobs, store, options.force)
     summary = RunSummary(planned=len(jobs), skipped=len(finished), kept=kept)
     summary.notices += [f"{job.label}: {why}; trained again" for job, why in unreadable]

@@ -236,6 +236,15 @@ def test_unusable_stores_and_resources_exit_2_in_one_line(args, expected):
     assert "Traceback" not in done.stdout + done.stderr
 
 
+def test_a_run_its_options_refuse_writes_nothing(capsys, in_root, tmp_path):
+    """Not even the lock: the options are checked before the store is held (the folder itself stays, made
+    by the check that it can be written)."""
+    results = tmp_path / "results"
+    assert main(["run", "specs/dropout.yaml", "--synthetic", "--num-gpus", "2", "--results", str(results)]) == 2
+    assert "--num-gpus 2 for dropout: a job trains on one GPU" in capsys.readouterr().out
+    assert list(results.iterdir()) == []
+
+
 def test_a_held_out_validation_split_is_counted_apart_from_the_training_examples(capsys, in_root, tmp_path):
     document = yaml.safe_load((SPECS / "dropout.yaml").read_text())
     document["training"]["validation"] = {"held_out": 0.2}
