@@ -9,7 +9,8 @@
 runs them: as the product trains them, then with ``steps`` off, and with each candidate the product
 measured and did not keep — XLA (``jit_compile=True``), the whole test set as one validation batch, a
 ``tf.data`` pipeline with prefetch instead of Keras' own adapter for numpy arrays — and in mixed
-precision (``mixed_bfloat16``, the user's choice, not a lever). Seconds per epoch are the median after
+precision (``mixed_bfloat16``, the user's choice, not a lever); last, without validation, as the bound on
+what validating each epoch's weights on another core could take off a job's time. Seconds per epoch are the median after
 the first epoch (which compiles).
 
 ``suite``: ``regimen run`` of the whole suite on a fresh store, with every lever on, then with
@@ -60,6 +61,8 @@ JOB_VARIANTS = {
     "+ val batch = test set": ([], "val-batch"),
     "+ tf.data feed": ([], "tf.data"),
     "mixed_bfloat16": ([], "mixed_bfloat16"),
+    # not a lever: the epoch without its validation pass, the most that validating on another core could save
+    "- validation": ([], "no-validation"),
 }
 SUITE_VARIANTS = {
     "all on": [],
@@ -91,7 +94,7 @@ def time_one(
     stream: bool = False,
 ) -> dict:
     """In this process: one job's seconds per epoch with the levers in ``off`` left off and ``candidate``
-    (xla, val-batch, tf.data, mixed_bfloat16 or none) on; on ``threads`` instead of the job's own. With
+    (xla, val-batch, tf.data, mixed_bfloat16, no-validation or none) on; on ``threads`` instead of the job's own. With
     ``stream``, each epoch's seconds are also printed as it ends (for a run that is stopped, not finished)."""
     from jobs.data import locate, read_dataset
     from jobs.execution import execution_for
@@ -133,13 +136,9 @@ def time_one(
         validation = test.batch(validation_batch).prefetch(tf.data.AUTOTUNE)
         fit = {"x": train, "validation_data": validation}
     else:
-        fit = {
-            "x": data.x_train,
-            "y": data.y_train,
-            "batch_size": batch,
-            "validation_data": (data.x_test, data.y_test),
-            "validation_batch_size": validation_batch,
-        }
+        fit = {"x": data.x_train, "y": data.y_train, "batch_size": batch}
+        if candidate != "no-validation":
+            fit |= {"validation_data": (data.x_test, data.y_test), "validation_batch_size": validation_batch}
     started = time.perf_counter()
     model.fit(**fit, epochs=epochs, callbacks=[clock], verbose=0)
     per_epoch = [b - a for a, b in zip([started, *ends], ends, strict=False)]
@@ -283,7 +282,7 @@ def main() -> int:
     one = commands.add_parser("one")  # internal: one measurement in a fresh process
     one.add_argument("name", choices=JOBS)
     one.add_argument("off")
-    one.add_argument("candidate", choices=["none", "xla", "val-batch", "tf.data", "mixed_bfloat16"])
+    one.add_argument("candidate", choices=["none", "xla", "val-batch", "tf.data", "mixed_bfloat16", "no-validation"])
     one.add_argument("epochs", type=int)
     one.add_argument("--threads", type=int)
     one.add_argument("--stream", action="store_true")
