@@ -152,7 +152,7 @@ def parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="render the report from stored results (no training)")
     report.add_argument("--results", default="results", help="results folder or fsspec URI (default: ./results)")
     report.add_argument(
-        "--out", type=Path, default=None, help="report folder (default: RESULTS/report; ./report for a bucket)"
+        "--out", default=None, help="report folder or fsspec URI (default: RESULTS/report; ./report for a bucket)"
     )
     return main
 
@@ -388,7 +388,7 @@ def how_to_resume(force: bool) -> str:
 WRITE_FAILED = 3
 
 
-def render_report(store: Store, out: Path | None, console: Console) -> bool:
+def render_report(store: Store, out: str | None, console: Console) -> bool:
     """The report into ``out``; by default into the store's ``report/`` folder, a bucket's included (so a
     run on a cluster leaves it beside the results). False, after one line saying why, where it cannot be
     written there."""
@@ -410,8 +410,14 @@ def render_report(store: Store, out: Path | None, console: Console) -> bool:
 
 def cmd_report(args, console: Console) -> int:
     store = open_store(args.results, must_exist=True)
+    if args.out:
+        try:
+            Store(args.out)
+        except (ValueError, ImportError) as error:  # an unknown protocol, or its library not installed
+            console.print(f"--out {args.out}: {error_line(error)}", markup=False)
+            return 2
     # a bucket's report is read here, not written back into the bucket (which may well be read-only)
-    return 0 if render_report(store, args.out or (None if store.local else Path("report")), console) else WRITE_FAILED
+    return 0 if render_report(store, args.out or (None if store.local else "report"), console) else WRITE_FAILED
 
 
 COMMANDS = {

@@ -407,6 +407,24 @@ def test_a_report_that_cannot_be_written_there_is_one_line_and_the_results_stay(
     assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out")]) == 0
 
 
+def test_a_report_goes_into_a_bucket_given_as_out(capsys, tmp_path, monkeypatch):
+    """A URI, not a path: ``Path("s3://b/r")`` would be the local folder ``s3:/b/r``."""
+    import fsspec
+    from report_fixtures import suite_store
+
+    monkeypatch.chdir(tmp_path)
+    suite_store(tmp_path / "results", seeds=1)
+    memory = fsspec.filesystem("memory")
+    try:
+        assert main(["report", "--results", "results", "--out", "memory://bucket/report"]) == 0
+        assert "report: memory:///bucket/report/index.html" in capsys.readouterr().out
+        assert memory.isfile("/bucket/report/summary.md") and not (tmp_path / "memory:").exists()
+    finally:
+        memory.rm("/bucket", recursive=True)
+    assert main(["report", "--results", "results", "--out", "zzz://bucket/report"]) == 2
+    assert capsys.readouterr().out == "--out zzz://bucket/report: ValueError: Protocol not known: zzz\n"
+
+
 def test_a_run_whose_report_cannot_be_written_exits_3_with_its_jobs_stored(capsys, in_root, tmp_path):
     (tmp_path / "report").write_text("")  # where the run writes its report
     run = ["run", "specs/dropout.yaml", "--synthetic", "--max-epochs", "1", "--in-process", "--results", str(tmp_path)]
