@@ -269,12 +269,23 @@ def cmd_schema(args, console: Console) -> int:
     return 0
 
 
-def data_dir_usable(data_dir: Path | None, console: Console) -> bool:
-    """Whether ``--data-dir`` names a folder, or is not given; one line saying what it is where not."""
-    if data_dir is None or data_dir.is_dir():
+def data_dir_usable(given: Path | None, console: Console) -> bool:
+    """Whether the data folder (``--data-dir``, else ``REGIMEN_DATA_DIR``), if any, is a folder this process
+    can list; one line saying what it is where not."""
+    data_dir = given or default_data_dir()
+    if data_dir is None:
         return True
-    what = "a file, not a folder" if data_dir.exists() else "no such folder"
-    console.print(f"--data-dir: {what}: '{data_dir}'", markup=False)
+    source = "--data-dir" if given else "REGIMEN_DATA_DIR"
+    try:
+        os.listdir(data_dir)
+        return True
+    except NotADirectoryError:
+        what = "a file, not a folder"
+    except FileNotFoundError:
+        what = "no such folder"
+    except OSError as error:
+        what = f"cannot read it ({error.strerror})"
+    console.print(f"{source}: {what}: '{data_dir}'", markup=False)
     return False
 
 

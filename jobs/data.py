@@ -124,7 +124,8 @@ def find_local(name: str, data_dir: Path | None) -> tuple[list[Path] | None, lis
     searched = []
     for files in candidates(name, data_dir):
         place = str(location(files))
-        lacking = [f.name for f in files if not (f.is_file() and f.stat().st_size > 0)]
+        # os.path's checks: False, not an exception, where a folder on the way cannot be entered
+        lacking = [f.name for f in files if not (os.path.isfile(f) and os.path.getsize(f) > 0)]
         if not lacking:
             return files, [*searched, place]
         partial = len(lacking) < len(files)  # a folder with some of the files: say which are not there

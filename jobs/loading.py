@@ -8,6 +8,7 @@ collected and returned so that the CLI can print all of them at once.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,7 +248,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
 
 def read_yaml(file: Path) -> tuple[Any, list[SpecError]]:
     name = str(file)
-    if file.exists() and not file.is_file():  # a folder, a pipe, a device: reading would fail or wait forever
+    # os.path's checks, since pathlib's raise where a folder on the way cannot be entered
+    if os.path.exists(file) and not os.path.isfile(file):  # a folder, a pipe, a device: reading would fail or wait
         return None, [SpecError(name, "", "not a file; expected a YAML spec file")]
     try:
         text = file.read_text(encoding="utf-8")
@@ -278,9 +280,14 @@ def expand_paths(paths: list[Path]) -> tuple[list[Path], list[SpecError]]:
     files: list[Path] = []
     errors: list[SpecError] = []
     for path in paths:
-        if path.is_dir():
+        if os.path.isdir(path):
+            try:
+                os.listdir(path)  # glob would find nothing in a folder it cannot read, and say so as "no specs"
+            except OSError as error:
+                errors.append(SpecError(str(path), "", f"cannot read: {error}"))
+                continue
             suite = path / SUITE_FILE
-            found = [suite] if suite.is_file() else sorted(path.glob("*.yaml"))
+            found = [suite] if os.path.isfile(suite) else sorted(path.glob("*.yaml"))
             if not found:
                 errors.append(SpecError(str(path), "", "folder holds no *.yaml spec files"))
             sub_files, sub_errors = expand_paths(found) if found else ([], [])
@@ -295,10 +302,10 @@ def expand_paths(paths: list[Path]) -> tuple[list[Path], list[SpecError]]:
             errors += suite_errors
             if suite:
                 listed = [path.parent / name for name in suite.experiments]
-                missing = [str(p) for p in listed if not p.is_file()]
+                missing = [str(p) for p in listed if not os.path.isfile(p)]
                 for i, name in enumerate(suite.experiments):
                     if str(path.parent / name) in missing:
-                        what = "a folder, not a spec file" if (path.parent / name).is_dir() else "no such file"
+                        what = "a folder, not a spec file" if os.path.isdir(path.parent / name) else "no such file"
                         errors.append(SpecError(str(path), f"experiments.{i}", f"{what}: '{name}'"))
                 files += [p for p in listed if str(p) not in missing]
         else:
@@ -313,7 +320,7 @@ def left_out_by_suites(paths: list[Path]) -> list[str]:
     lines = []
     for folder in paths:
         suite = folder / SUITE_FILE
-        if not (folder.is_dir() and suite.is_file()):
+        if not (os.path.isdir(folder) and os.path.isfile(suite)):
             continue
         document, errors = read_yaml(suite)
         if errors:  # an unreadable or invalid suite is an error of its own (expand_paths)

@@ -2,8 +2,13 @@
 costs a stored result."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 import yaml
 from helpers import ROOT, regimen, smoke_run
 from hypothesis import HealthCheck, example, given, settings
@@ -107,6 +112,39 @@ def test_a_missing_data_dir_or_a_file_given_as_one_is_one_line(tmp_path, capsys,
         assert capsys.readouterr().out.strip() == f"--data-dir: {what}: '{folder}'"
         assert main(["data", "--data-dir", str(folder)]) == 2  # not "missing" for every dataset, exit 0
         assert capsys.readouterr().out.strip() == f"--data-dir: {what}: '{folder}'"
+
+
+def test_the_data_folder_from_regimen_data_dir_is_checked_as_data_dir_is(tmp_path, capsys, in_root, monkeypatch):
+    monkeypatch.setenv("REGIMEN_DATA_DIR", str(tmp_path / "none"))
+    assert main(["data"]) == 2
+    assert capsys.readouterr().out.strip() == f"REGIMEN_DATA_DIR: no such folder: '{tmp_path / 'none'}'"
+
+
+def test_folders_that_cannot_be_entered_are_one_line_each(tmp_path):
+    """pathlib's is_dir() and is_file() raise where a folder on the way cannot be entered."""
+    prefix = []
+    if os.geteuid() == 0:  # root reads everything unless its capability to override permissions is taken
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("needs setpriv to take root's permission override away")
+        prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    shutil.copy(ROOT / "specs" / "l1.yaml", locked / "l1.yaml")
+    locked.chmod(0)
+    expected = {
+        ("plan", str(locked / "l1.yaml")): f"{locked / 'l1.yaml'}: cannot read: [Errno 13] Permission denied",
+        ("plan", str(locked)): f"{locked}: cannot read: [Errno 13] Permission denied",
+        ("data", "--data-dir", str(locked)): f"--data-dir: cannot read it (Permission denied): '{locked}'",
+    }
+    try:
+        for args, said in expected.items():
+            command = [*prefix, sys.executable, "-m", "jobs", *args]
+            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 2 and done.stdout.startswith(said), done.stdout + done.stderr
+            assert "Traceback" not in done.stdout + done.stderr
+    finally:
+        locked.chmod(0o755)
 
 
 def test_without_specs_outside_the_checkout_it_says_where_it_looked(tmp_path, capsys, monkeypatch):
