@@ -36,11 +36,11 @@ from benchmarks.machine import this_machine  # noqa: E402
 from benchmarks.processes import Measured, measure  # noqa: E402
 from benchmarks.run_seed_script import VARIANTS  # noqa: E402
 from jobs.cpus import native_bfloat16  # noqa: E402
-from jobs.data import IMDB_INDEX_FROM, IMDB_OOV_CHAR, ROWS, synthetic  # noqa: E402
+from jobs.data import IMDB_INDEX_FROM, IMDB_OOV_CHAR, synthetic  # noqa: E402
 from jobs.execution import estimated_flops  # noqa: E402
 from jobs.loading import load_experiments  # noqa: E402
 from jobs.plan import expand  # noqa: E402
-from jobs.spec import FULL_PRECISION, Imdb  # noqa: E402
+from jobs.spec import FULL_PRECISION, ROWS, Imdb  # noqa: E402
 from jobs.store import Store  # noqa: E402
 
 STAGE = ROOT.parent / "shared" / "data" / "stage-offline-data"

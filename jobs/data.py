@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.spec import Dataset, Imdb
+from jobs.spec import ROWS, Dataset, Imdb
 from jobs.words import first_line
 
 KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
@@ -31,8 +31,6 @@ FASHION_FILES = (
     "t10k-labels-idx1-ubyte.gz",
     "t10k-images-idx3-ubyte.gz",
 )
-#: (training, test) examples of each real dataset; synthetic data has the same.
-ROWS = {"imdb": (25_000, 25_000), "mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000)}
 #: Keras' imdb.load_data defaults, kept so that our arrays equal Keras' own.
 IMDB_SHUFFLE_SEED, IMDB_START_CHAR, IMDB_OOV_CHAR, IMDB_INDEX_FROM = 113, 1, 2, 3
 STAGE_HINT = (

@@ -123,7 +123,7 @@ def epoch_rows(job: Job, train_total: int, test_total: int) -> tuple[int, int]:
     training set instead."""
     if job.training.validation == "test":
         return train_total, test_total
-    held_out = int(train_total * job.training.validation.held_out)
+    held_out = job.training.validation.rows(train_total)
     return train_total - held_out, held_out
 
 

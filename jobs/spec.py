@@ -135,7 +135,9 @@ class FashionMnist(Strict):
 
 
 Dataset = Annotated[Imdb | Mnist | FashionMnist, Field(discriminator="name")]
-DATASET_NAMES = ("imdb", "mnist", "fashion_mnist")
+#: (training, test) examples of each dataset, as Keras loads it
+ROWS = {"imdb": (25_000, 25_000), "mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000)}
+DATASET_NAMES = tuple(ROWS)
 
 
 def input_shape(dataset: Imdb | Mnist | FashionMnist) -> tuple[int, ...]:
@@ -188,6 +190,10 @@ class HeldOut(Strict):
     """Validate on a held-out fraction of the training set instead of the test set."""
 
     held_out: Number = Field(gt=0, lt=1)
+
+    def rows(self, train_total: int) -> int:
+        """The examples held out of a training set of ``train_total``: its last ones."""
+        return int(train_total * self.held_out)
 
 
 class Training(Strict):
@@ -332,6 +338,15 @@ class Experiment(Strict):
                 found.append((("training", "metrics", i), f"{data} takes the cross-entropy '{loss}', not '{metric}'"))
             if self.training.metrics.index(metric) != i:
                 found.append((("training", "metrics", i), f"'{metric}' is listed twice"))
+        validation = self.training.validation
+        if isinstance(validation, HeldOut) and validation.rows(ROWS[data][0]) == 0:
+            found.append(
+                (
+                    ("training", "validation", "held_out"),
+                    f"{validation.held_out:g} of {data}'s {ROWS[data][0]:,} training examples holds out none; "
+                    f"at least {1 / ROWS[data][0]:g}",
+                )
+            )
         names = [v.name for v in self.variants]
         for i, variant in enumerate(self.variants):
             if names.index(variant.name) != i:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import load_specs, regimen, with_resources
 
-from jobs.data import ROWS, Arrays
+from jobs.data import Arrays
 from jobs.execution import (
     LEVERS,
     UnknownLever,
@@ -21,7 +21,7 @@ from jobs.execution import (
 )
 from jobs.executors import RayExecutor, longest_first
 from jobs.plan import data_key, expand
-from jobs.spec import HeldOut
+from jobs.spec import ROWS, HeldOut
 
 
 @pytest.fixture(scope="module")

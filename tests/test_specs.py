@@ -181,6 +181,10 @@ def test_bad_specs_are_refused_with_file_field_and_reason(tmp_path, edit, expect
             "training.validation.held_out: Input should be less than 1 (got 2)",
         ),
         (
+            lambda d: d["training"].update(validation={"held_out": 0.00001}),
+            "training.validation.held_out: 1e-05 of imdb's 25,000 training examples holds out none; at least 4e-05",
+        ),
+        (
             lambda d: d["training"].update(optimizer="adam"),
             "training.optimizer: expected a mapping with keys name, learning_rate (got 'adam')",
         ),
