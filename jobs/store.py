@@ -70,6 +70,15 @@ class StoredData(_Stored):
     held_out: int | None = None
 
 
+class StoredRunOptions(_Stored):
+    """The options of the run that planned an experiment (its manifest's ``run``), as far as the report reads
+    them: checked, so that a damaged manifest is a corrupt entry rather than a traceback in the report."""
+
+    synthetic: bool = False
+    max_epochs: int | None = None
+    seeds: int | None = None
+
+
 class StoredResult(_Stored):
     """The parts of a job's result.json that the report reads, checked when the job is read, so that a
     damaged file is a corrupt entry named in the report rather than a traceback in it."""

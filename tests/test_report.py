@@ -328,6 +328,8 @@ def test_corrupt_entries_are_listed_not_fatal(tmp_path):
     valid = {"experiment": experiment.model_dump(mode="json"), "jobs": []}
     store.write_experiment("unordered", {**valid, "order": None})
     store.write_experiment("optionless", {**valid, "run": [1]})
+    store.write_experiment("textcap", {**valid, "run": {"max_epochs": "3", "synthetic": False}})
+    store.write_experiment("noteless", {**valid, "report_notes": [""]})
     store.write_experiment(
         "badid",
         {"experiment": experiment.model_dump(mode="json"), "jobs": [{"variant": "basic", "seed": 0, "job_id": "../x"}]},
@@ -342,6 +344,9 @@ def test_corrupt_entries_are_listed_not_fatal(tmp_path):
     assert ("invalid (manifest)", "corrupt") in states
     assert {("listed (manifest)", "corrupt"), ("unordered (manifest)", "corrupt")} <= states
     assert ("optionless (manifest)", "corrupt") in states
+    textcap = next(p.error for p in report.problems if p.uses[0] == "textcap (manifest)")
+    assert textcap == "manifest's run.max_epochs: Input should be a valid integer"
+    assert "noteless (manifest)" not in {p.uses[0] for p in report.problems}
     assert ("badid/basic/s0", "corrupt") in states
     detail = next(p.error for p in report.problems if p.uses[0] == "bad/basic/s1")
     assert "result.json: not valid JSON" in detail

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pydantic import ValidationError
 
 from jobs.spec import Experiment
-from jobs.store import Store, StoreCorrupt
+from jobs.store import Store, StoreCorrupt, StoredRunOptions
 from jobs.words import count, first_line
 
 
@@ -65,7 +65,7 @@ def collect(store: Store) -> Collected:
                 experiment,
                 spec_file=str(manifest.get("spec_file", "")),
                 planned=str(manifest.get("planned", "")),
-                options=dict(manifest.get("run") or {}),
+                options=StoredRunOptions.model_validate(manifest.get("run") or {}).model_dump(),
                 notes=tuple(map(str, notes)) if isinstance(notes, list) else (),
                 order=int(manifest.get("order", 1_000_000)),
             )
@@ -108,6 +108,9 @@ def _read_job(store: Store, job_id: str) -> tuple[str, str, str, dict | None, di
 def _reason(error: Exception) -> str:
     if isinstance(error, KeyError):
         return f"manifest lacks {error}"
+    if isinstance(error, ValidationError) and error.title == StoredRunOptions.__name__:
+        first = error.errors()[0]
+        return f"manifest's {'.'.join(map(str, ('run', *first['loc'])))}: {first['msg']}"
     if isinstance(error, ValidationError):
         return f"manifest's experiment is not a valid spec ({error.error_count()} errors)"
     return first_line(str(error)) or type(error).__name__

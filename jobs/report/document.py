@@ -239,7 +239,7 @@ def experiment(summary: ExperimentSummary, has_figure: bool) -> list[Block]:
         blocks.append(Paragraph("**Course labels.** " + " ".join(notes)))
     if summary.notes:
         left_out = [note.removeprefix(f"{summary.name}: ") for note in summary.notes]  # under its own heading
-        blocks.append(Paragraph("**Left out.** " + " ".join(f"{note[0].upper()}{note[1:]}." for note in left_out)))
+        blocks.append(Paragraph("**Left out.** " + " ".join(f"{note[:1].upper()}{note[1:]}." for note in left_out)))
     if summary.verdicts:
         blocks.append(Heading(3, f"Claims of {summary.name}"))
         blocks.append(Items(tuple(_claim(v) for v in summary.verdicts)))
