@@ -303,8 +303,9 @@ def _callbacks(
             record.write_epochs(self.history)
             shown = " ".join(f"{k}={v:.4g}" for k, v in logs.items())
             log.append(f"{now()} epoch {epoch + 1}/{job.training.epochs} {shown}")
-            if not all(math.isfinite(v) for k, v in logs.items() if k.endswith("loss")):
-                raise Diverged(f"diverged at epoch {epoch + 1}: loss is {logs.get('loss')}")
+            infinite = [(k, v) for k, v in logs.items() if k.endswith("loss") and not math.isfinite(v)]
+            if infinite:  # val_loss may be the one: name the loss that is not finite
+                raise Diverged(f"diverged at epoch {epoch + 1}: {infinite[0][0]} is {infinite[0][1]}")
             if report is not None:
                 report(job.id, epoch + 1, job.training.epochs, logs)
 
