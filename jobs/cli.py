@@ -340,7 +340,8 @@ def cmd_run(args, console: Console) -> int:
     if not data_dir_usable(args.data_dir, console):
         return 2
     submitted = bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))  # set by Ray's job manager
-    if submitted and Store(args.results).local and not Path(args.results.removeprefix("file://")).is_absolute():
+    folder = args.results.removeprefix("file://")  # a local folder: no other protocol
+    if submitted and "://" not in folder and not Path(folder).is_absolute():
         console.print(
             f"--results {args.results}: in a job submitted to Ray (`ray job submit`), a relative folder is inside "
             "Ray's temporary copy of the working_dir, which Ray deletes; give an absolute path on a disk the "

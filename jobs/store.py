@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import PurePath
 from typing import Annotated, Any
 
 import fsspec
@@ -124,6 +125,8 @@ def open_store(uri: str, must_exist: bool = False, writable: bool = False) -> St
         exists = store.fs.exists(store.root)
         if exists and not store.fs.isdir(store.root):
             raise StoreUnavailable(f"results store {uri}: not a folder")
+        if not exists and store.local and (blocking := _file_on_the_way(store.root)):
+            raise StoreUnavailable(f"results store {uri}: {blocking} is a file, not a folder")
         if store.fs.exists(store.path("jobs", "__init__.py")):  # its jobs/ would be Regimen's own package
             raise StoreUnavailable(f"results store {uri}: holds Regimen's source code; give a folder of its own")
         has_results = exists and bool(store.experiment_names())
@@ -141,6 +144,14 @@ def open_store(uri: str, must_exist: bool = False, writable: bool = False) -> St
         except Exception as error:  # read-only mount or bucket, no permission, not a file system at all
             raise StoreUnavailable(f"results store {uri}: cannot write there ({error_line(error)})") from None
     return store
+
+
+def _file_on_the_way(path: str) -> str | None:
+    """The file, if any, that stands where a folder above the local ``path`` (which does not exist) must be."""
+    for above in PurePath(path).parents:
+        if os.path.lexists(above):
+            return None if os.path.isdir(above) else str(above)
+    return None
 
 
 def now() -> str:

@@ -228,6 +228,7 @@ def test_a_missing_dataset_stops_the_run_before_training(tmp_path, monkeypatch, 
         (["run", "--synthetic", "--results", "/proc/regimen"], "results store /proc/regimen: cannot write there"),
         (["run", "--synthetic", "--results", ""], "--results is empty: give a folder or a bucket"),
         (["plan", "--results", "."], "results store .: holds Regimen's source code; give a folder of its own"),
+        (["plan", "--results", "README.md/x"], f"results store README.md/x: {ROOT / 'README.md'} is a file, not a"),
     ],
 )
 def test_unusable_stores_and_resources_exit_2_in_one_line(args, expected):
@@ -477,6 +478,8 @@ def test_a_submitted_job_refuses_a_relative_results_folder_ray_would_delete(tmp_
         assert main(["run", "specs/dropout.yaml", "--synthetic", "--results", results, "--in-process"]) == 2
         assert f"--results {results}: in a job submitted to Ray" in capsys.readouterr().out
     assert not (ROOT / "results-here").exists()
+    assert main(["run", "specs/dropout.yaml", "--synthetic", "--results", "zzz://results", "--in-process"]) == 2
+    assert capsys.readouterr().out == "results store zzz://results: ValueError: Protocol not known: zzz\n"
 
 
 def test_a_run_into_a_folder_another_run_is_writing_is_refused(tmp_path, capsys, in_root):
