@@ -300,6 +300,10 @@ class Claim(Strict):
         return self.lower_than or self.higher_than
 
 
+#: A cross-field error of an experiment: (the path of its field, what is wrong)
+Problem = tuple[tuple[str | int, ...], str]
+
+
 class Experiment(Strict):
     name: Name
     title: str
@@ -326,11 +330,23 @@ class Experiment(Strict):
     def metric_names(self) -> tuple[str, ...]:
         return ("loss", *self.training.metrics)
 
-    def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+    def problems(self) -> list[Problem]:
         """Cross-field errors as (field path, message); empty when the experiment is consistent."""
-        found: list[tuple[tuple[str | int, ...], str]] = []
-        units, activation, loss = expected_output(self.dataset)
-        data = self.dataset.name
+        found = self._training_problems()
+        names = [v.name for v in self.variants]
+        for i, variant in enumerate(self.variants):
+            if names.index(variant.name) != i:
+                found.append((("variants", i, "name"), f"duplicate variant name '{variant.name}'"))
+            found += [(("variants", i, *where), why) for where, why in self._variant_problems(variant)]
+        if self.headline_metric not in self.metric_names():
+            found.append((("headline_metric",), self._unknown_metric(self.headline_metric)))
+        for i, claim in enumerate(self.claims):
+            found += [(("claims", i, *where), why) for where, why in self._claim_problems(claim, names)]
+        return found
+
+    def _training_problems(self) -> list[Problem]:
+        found: list[Problem] = []
+        loss, data = expected_output(self.dataset)[2], self.dataset.name
         if self.training.loss != loss:
             found.append((("training", "loss"), f"{data} needs loss '{loss}', got '{self.training.loss}'"))
         for i, metric in enumerate(self.training.metrics):
@@ -347,76 +363,73 @@ class Experiment(Strict):
                     f"at least {1 / ROWS[data][0]:g}",
                 )
             )
-        names = [v.name for v in self.variants]
-        for i, variant in enumerate(self.variants):
-            if names.index(variant.name) != i:
-                found.append((("variants", i, "name"), f"duplicate variant name '{variant.name}'"))
-            shape, params = shape_and_parameters(self.dataset, variant.layers)
-            if params > MAX_PARAMETERS:
-                found.append((("variants", i, "layers"), f"{params:,} parameters; at most {MAX_PARAMETERS:,}"))
-            if len(shape) != 1:  # Dense acts on the last axis only: images need flattening first
-                found.append(
-                    (
-                        ("variants", i, "layers"),
-                        f"the model's output for one example has shape {shape}, not one vector; "
-                        "put a flatten layer before the first dense layer",
-                    )
-                )
-            last = variant.layers[-1]
-            if not (isinstance(last, Dense) and last.units == units and last.activation == activation):
-                got = f"dense({last.units}, {last.activation})" if isinstance(last, Dense) else last.kind
-                found.append(
-                    (
-                        ("variants", i, "layers", len(variant.layers) - 1),
-                        f"the output layer on {data} with {loss} must be dense({units}, {activation}); got {got}",
-                    )
-                )
-            for key in {**variant.seed_printed, **variant.seed_printed_as}:
-                if key not in self.metric_names():
-                    found.append(
-                        (
-                            ("variants", i, "seed_printed", key),
-                            f"unknown metric '{key}'{did_you_mean(key, self.metric_names())}; "
-                            f"expected one of: {', '.join(self.metric_names())}",
-                        )
-                    )
-        if self.headline_metric not in self.metric_names():
-            found.append((("headline_metric",), self._unknown_metric(self.headline_metric)))
-        for i, claim in enumerate(self.claims):
-            for field in ("variant", "lower_than", "higher_than"):
-                name = getattr(claim, field)
-                if name is not None and name not in names:
-                    found.append(
-                        (
-                            ("claims", i, field),
-                            f"no variant named '{name}'{did_you_mean(name, names)}; variants: {', '.join(names)}",
-                        )
-                    )
-            if claim.other == claim.variant:
-                found.append((("claims", i), "a claim compares a variant with itself"))
-            if claim.metric not in self.metric_names():
-                found.append((("claims", i, "metric"), self._unknown_metric(claim.metric)))
-            elif claim.metric == "loss" and claim.other and (penalised := self._penalised(claim.variant, claim.other)):
-                found.append(
-                    (
-                        ("claims", i, "metric"),
-                        f"'loss' includes the L1/L2 penalty of {' and '.join(map(repr, penalised))}, so the penalty "
-                        f"could decide the claim; compare '{loss}'"
-                        + ("" if loss in self.training.metrics else " (list it in training.metrics)"),
-                    )
-                )
-            for field in ("at_least", "at_most"):
-                bound = getattr(claim, field)
-                if claim.metric in FRACTIONS and bound is not None and not 0 <= bound <= 1:
-                    always = (field == "at_most") == (bound > 1)  # at most 1.5, at least -0.1: nothing to test
-                    why = f"{claim.metric} is a fraction from 0 to 1, so {field} {bound:g} "
-                    why += "always holds" if always else "can never be met"
-                    percent = f" (for {bound:g}% write {bound / 100:g})" if bound > 1 else ""
-                    found.append((("claims", i, field), why + percent))
         return found
 
-    def _penalised(self, *names: str | None) -> list[str]:
-        """Those of the variants ``names`` whose loss adds an L1/L2 penalty (a claim's other may be None)."""
+    def _variant_problems(self, variant: Variant) -> list[Problem]:
+        """As paths within the variant."""
+        found: list[Problem] = []
+        units, activation, loss = expected_output(self.dataset)
+        shape, params = shape_and_parameters(self.dataset, variant.layers)
+        if params > MAX_PARAMETERS:
+            found.append((("layers",), f"{params:,} parameters; at most {MAX_PARAMETERS:,}"))
+        if len(shape) != 1:  # Dense acts on the last axis only: images need flattening first
+            found.append(
+                (
+                    ("layers",),
+                    f"the model's output for one example has shape {shape}, not one vector; "
+                    "put a flatten layer before the first dense layer",
+                )
+            )
+        last = variant.layers[-1]
+        if not (isinstance(last, Dense) and last.units == units and last.activation == activation):
+            got = f"dense({last.units}, {last.activation})" if isinstance(last, Dense) else last.kind
+            found.append(
+                (
+                    ("layers", len(variant.layers) - 1),
+                    f"the output layer on {self.dataset.name} with {loss} must be dense({units}, {activation}); "
+                    f"got {got}",
+                )
+            )
+        for key in {**variant.seed_printed, **variant.seed_printed_as}:
+            if key not in self.metric_names():
+                found.append((("seed_printed", key), self._unknown_metric(key)))
+        return found
+
+    def _claim_problems(self, claim: Claim, names: list[str]) -> list[Problem]:
+        """As paths within the claim."""
+        found: list[Problem] = []
+        for field in ("variant", "lower_than", "higher_than"):
+            name = getattr(claim, field)
+            if name is not None and name not in names:
+                found.append(
+                    ((field,), f"no variant named '{name}'{did_you_mean(name, names)}; variants: {', '.join(names)}")
+                )
+        if claim.other == claim.variant:
+            found.append(((), "a claim compares a variant with itself"))
+        loss = expected_output(self.dataset)[2]
+        if claim.metric not in self.metric_names():
+            found.append((("metric",), self._unknown_metric(claim.metric)))
+        elif claim.metric == "loss" and claim.other and (penalised := self._penalised(claim.variant, claim.other)):
+            found.append(
+                (
+                    ("metric",),
+                    f"'loss' includes the L1/L2 penalty of {' and '.join(map(repr, penalised))}, so the penalty "
+                    f"could decide the claim; compare '{loss}'"
+                    + ("" if loss in self.training.metrics else " (list it in training.metrics)"),
+                )
+            )
+        for field in ("at_least", "at_most"):
+            bound = getattr(claim, field)
+            if claim.metric in FRACTIONS and bound is not None and not 0 <= bound <= 1:
+                always = (field == "at_most") == (bound > 1)  # at most 1.5, at least -0.1: nothing to test
+                why = f"{claim.metric} is a fraction from 0 to 1, so {field} {bound:g} "
+                why += "always holds" if always else "can never be met"
+                percent = f" (for {bound:g}% write {bound / 100:g})" if bound > 1 else ""
+                found.append(((field,), why + percent))
+        return found
+
+    def _penalised(self, *names: str) -> list[str]:
+        """Those of the variants ``names`` whose loss adds an L1/L2 penalty."""
         by_name = {v.name: v for v in self.variants}
         return [name for name in names if name in by_name and penalties(by_name[name].layers)]
 
