@@ -44,8 +44,6 @@ class DataUnavailable(Exception):
     """A dataset that could not be found or downloaded; the message lists the places searched."""
 
     def __init__(self, name: str, searched: list[str], reason: str = ""):
-        self.name = name
-        self.searched = searched
         why = f" ({reason})" if reason else ""
         super().__init__(f"dataset '{name}' not found{why}; searched: {'; '.join(searched)}. To fix: {STAGE_HINT}")
 
@@ -339,10 +337,12 @@ def read_dataset(dataset: Dataset, files: list[Path]) -> Arrays:
 # ---------------------------------------------------------------- synthetic
 
 
-def synthetic(dataset: Dataset, seed: int = 0, train: int | None = None, test: int | None = None) -> Arrays:
-    """Generated data with the real dataset's shapes, dtypes and exact class balance: learnable, with
-    some examples drawn from another class than their label, so that a large model can overfit."""
-    rng = np.random.default_rng(seed)
+def synthetic(dataset: Dataset, train: int | None = None, test: int | None = None) -> Arrays:
+    """Generated data with the real dataset's shapes and exact class balance, in the dtypes ``fit`` gets
+    (images as float32 in [0, 1], where real ones travel as uint8 pixels and are scaled in the job):
+    learnable, with some examples drawn from another class than their label, so that a large model can
+    overfit. The same data every time."""
+    rng = np.random.default_rng(0)
     train, test = train or ROWS[dataset.name][0], test or ROWS[dataset.name][1]
     if isinstance(dataset, Imdb):
         return _synthetic_imdb(rng, dataset.num_words, train, test)

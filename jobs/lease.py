@@ -43,6 +43,15 @@ class LeaseHeld(Exception):
     """Another run holds the lease; the message says who, and when its lease expires unless renewed."""
 
 
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def this_process() -> str:
+    """Who holds a store, as a run refused by the hold is told: this process, its host, since when."""
+    return f"pid {os.getpid()} on {socket.gethostname()}, since {now()}"
+
+
 def _clock(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).strftime("%H:%M:%S UTC")
 
@@ -66,8 +75,7 @@ class BucketLease:
         self.settle = settle
         self.sleep = sleep
         self.token = uuid.uuid4().hex
-        since = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.holder = f"pid {os.getpid()} on {socket.gethostname()}, since {since}"
+        self.holder = this_process()
         self._released = threading.Event()
         #: set once another run has taken this lease over (this run's renewals failed for too long)
         self.lost = threading.Event()

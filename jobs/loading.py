@@ -117,7 +117,7 @@ def _tags(model: Any) -> tuple:
     )
 
 
-def describe_error(error: dict, model: type[BaseModel] = Experiment) -> str:
+def describe_error(error: dict, model: type[BaseModel]) -> str:
     """One Pydantic error as a sentence a spec author can act on."""
     kind, ctx, given = error["type"], error.get("ctx", {}), error.get("input")
     if kind == "extra_forbidden":

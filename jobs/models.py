@@ -82,8 +82,8 @@ def build_model(
     precision: str = FULL_PRECISION,
 ) -> keras.Model:
     """The variant's model, compiled with its optimizer, loss and metrics. ``steps_per_execution``: see
-    ``execution.Execution``; ``jit_compile``: Keras' default, which leaves XLA off on CPU (measured
-    slower there, ``BENCHMARKS.md``)."""
+    ``execution.Execution``; ``jit_compile``: Keras' default, which leaves XLA off on TensorFlow's
+    CPU (measured slower there, ``BENCHMARKS.md``) and on for JAX, which always compiles."""
     import keras
 
     # Mixed precision keeps the output layer in float32, as Keras' guide asks: the loss then sees float32

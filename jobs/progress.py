@@ -31,8 +31,8 @@ def outcome_line(outcome: Outcome) -> str:
 class Progress:
     """Counts of done / running / failed / skipped / pending jobs, and each running job's latest epoch."""
 
-    def __init__(self, jobs: list[Job], skipped: int, console: Console | None = None, plain_every: float = 30.0):
-        self.console = console or Console(highlight=False, emoji=False)
+    def __init__(self, jobs: list[Job], skipped: int, console: Console, plain_every: float = 30.0):
+        self.console = console
         self.jobs = {job.id: job for job in jobs}
         self.skipped, self.done, self.failed = skipped, 0, 0
         self.running: dict[str, dict] = {}

@@ -7,6 +7,7 @@ persisted the moment it arrives, so an interrupted run loses nothing that finish
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import secrets
@@ -86,6 +87,10 @@ class RunOptions:
     #: the run is the program's own, which may restart itself in a private network (jobs.private_network)
     #: before it starts a Ray of its own; a library call goes on in its process as it is
     restartable: bool = False
+
+    def expanding(self) -> dict:
+        """Those of these options that choose the jobs: :func:`plan.expand`'s keyword arguments."""
+        return {name: getattr(self, name) for name in inspect.signature(expand).parameters if name != "experiments"}
 
 
 @dataclass
@@ -498,15 +503,8 @@ def execute(experiments: list[LoadedExperiment], store: Store, options: RunOptio
         if on_main_thread:
             signal.signal(signal.SIGTERM, terminate)
 
-    jobs = expand(  # before the hold: a run its options refuse leaves no results folder behind
-        [e.experiment for e in experiments],
-        seeds=options.seeds,
-        synthetic=options.synthetic,
-        max_epochs=options.max_epochs,
-        resources=options.resources,
-        backend=options.backend,
-        precision=options.precision,
-    )
+    # before the hold: a run its options refuse leaves no run.lock behind
+    jobs = expand([e.experiment for e in experiments], **options.expanding())
     try:
         handle_sigterm()  # from the start, so that a run stopped while it takes its hold leaves none behind
         with store.hold_for_run():
@@ -549,9 +547,8 @@ def _execute(
         if private_network.state() == private_network.INSIDE:
             console.print(how_to_look_inside(), markup=False)
         handle_sigterm()  # after ray.init, which sets a handler of its own
-        # only a local run's CPU is the one the jobs will use
         side_by_side = options.executor == "ray"
-        bfloat16 = native_bfloat16() if local else None
+        bfloat16 = native_bfloat16() if local else None  # only a local run's CPU is the one the jobs will use
         gpu_memory = local_gpu_memory_mb(to_run, nodes) if local else None
         feasibility = check(to_run, nodes, local, options.require_gpu, bfloat16, side_by_side, gpu_memory)
         if feasibility.errors:

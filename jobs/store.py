@@ -27,24 +27,23 @@ import fcntl
 import json
 import os
 import re
-import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import PurePath
 from typing import Annotated, Any
 
 import fsspec
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from jobs.lease import BucketLease, LeaseHeld
+from jobs.lease import BucketLease, LeaseHeld, now, this_process
+from jobs.spec import NAME_PATTERN
 from jobs.words import error_line
 
 #: How :meth:`Store.hand_over_hold` names the held ``run.lock`` to the process a run restarts as
 HANDED_LOCK = "REGIMEN_HELD_RUN_LOCK"
 JOB_ID = re.compile(r"^[0-9a-f]{16}$")
-EXPERIMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+EXPERIMENT_NAME = re.compile(NAME_PATTERN)
 
 
 #: the states a job's status.json records
@@ -154,10 +153,6 @@ def _file_on_the_way(path: str) -> str | None:
     return None
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 class Store:
     """A results store rooted at a local folder or an fsspec URI; callers never build paths themselves."""
 
@@ -255,7 +250,7 @@ class Store:
                 pass
             else:
                 os.ftruncate(descriptor, 0)
-                os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()}, since {now()}".encode())
+                os.write(descriptor, this_process().encode())
         self._lock = descriptor
         try:
             yield

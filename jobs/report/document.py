@@ -137,7 +137,7 @@ def overview(report: Report) -> list[Block]:
             synthetic = " (SYNTHETIC data)" if mixed and summary.synthetic else ""
             capped = " (epochs capped)" if summary.capped else ""
             rows.append((link, summary.question, summary.answer, f"**{summary.verdict}**{synthetic}{capped}"))
-    metrics = sorted({m for s in report.experiments for v in s.variants for m in v.test})
+    metrics = report.metrics
     printed = any(v.seed_printed for s in report.experiments for v in s.variants)
     return [
         Heading(2, "Overview"),

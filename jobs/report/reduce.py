@@ -124,7 +124,7 @@ class ExperimentSummary:
     synthetic: bool
     variants: tuple[VariantSummary, ...]
     verdicts: tuple[Verdict, ...]
-    verdict: str  # all claims together: confirmed, refuted, inconclusive, or "no claim"
+    verdict: str  # all claims together: confirmed, refuted, inconclusive, or "no claim"; "corrupt" with error
     answer: str
     error: str = ""  # the manifest could not be read; nothing else is filled in
     notes: tuple[str, ...] = ()  # finished results of earlier runs that this experiment's latest plan leaves out
@@ -174,6 +174,11 @@ class Report:
     capped: tuple[str, ...]  # "overfitting/overfit: 5 of 150 epochs"
     rule: str = RULE
     many_claims: str = ""  # what testing several claims at once means for the verdicts (:func:`many_claims`)
+
+    @property
+    def metrics(self) -> list[str]:
+        """Every test metric of any variant, in alphabetical order (the columns of the tables and CSVs)."""
+        return sorted({m for s in self.experiments for v in s.variants for m in v.test})
 
 
 # ---------------------------------------------------------------- arithmetic

@@ -49,7 +49,7 @@ def _no_html(text: str) -> str:
     ``<`` that could open an HTML tag or autolink (a letter, ``/``, ``!`` or ``?`` after it) as ``&lt;``,
     code spans included (the document's own never hold one; a spec's text may, and a renderer's idea of
     where a code span ends is not ours to guess), and every link target but the document's ``#anchors``
-    broken, so a spec's title, question or description shows as written. Comparisons such as ``t < 2.78``
+    broken, so a spec's title or question shows as written. Comparisons such as ``t < 2.78``
     stay as they are."""
     return re.sub(r"\]\((?!#)", r"]\\(", re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text))
 
@@ -121,7 +121,7 @@ CSV_METRICS = ("loss", *get_args(Metric))
 def csv_text(report: Report) -> str:
     """One row per (experiment, variant): the variant table plus the experiment's verdict, machine-readable."""
     metrics = list(CSV_METRICS)
-    metrics += sorted({m for s in report.experiments for v in s.variants for m in v.test} - set(metrics))
+    metrics += [m for m in report.metrics if m not in metrics]
     columns = [
         "experiment",
         "variant",
@@ -236,7 +236,7 @@ def _csv_value(value) -> str:
 def json_text(report: Report) -> str:
     """The whole reduced report, strict JSON (NaN and infinities as null), with metric descriptions."""
     value = dataclasses.asdict(report)
-    metrics = sorted({m for s in report.experiments for v in s.variants for m in v.test})
+    metrics = report.metrics
     value["metrics"] = {
         m: {"label": labels.name(m), "description": labels.describe(m), "lower_is_better": labels.lower_is_better(m)}
         for m in metrics
