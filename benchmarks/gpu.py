@@ -22,14 +22,13 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import get_args
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import this_machine  # noqa: E402
+from benchmarks.machine import stamped, this_machine  # noqa: E402
 from jobs.gpus import nvidia_smi  # noqa: E402
 from jobs.spec import FULL_PRECISION, Backend, Precision  # noqa: E402
 from jobs.store import Store  # noqa: E402
@@ -135,7 +134,7 @@ def main() -> int:
         "runs": [],
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"gpu-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path = stamped(args.out, "gpu")
     for fraction in (float(f) for f in args.fractions.split(",")):
         with tempfile.TemporaryDirectory(prefix="regimen-gpu-") as scratch:
             report["runs"].append(run_suite(fraction, args, Path(scratch) / "results"))

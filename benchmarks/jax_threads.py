@@ -24,12 +24,10 @@ def measure() -> str:
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
-    from jobs.loading import load_experiments
+    from benchmarks.levers import find_job
     from jobs.models import build_model
-    from jobs.plan import expand
 
-    loaded, _ = load_experiments([ROOT / "specs" / "overfitting.yaml"])
-    job = next(job for job in expand([loaded[0].experiment]) if job.uses[0].variant == "overfit")
+    job = find_job("overfitting", "overfit")
     rng = np.random.default_rng(0)
     x = (rng.random((25_000, 100)) < 0.3).astype("float32")
     y = rng.integers(0, 2, (25_000, 1)).astype("float32")

@@ -43,7 +43,7 @@ from typing import NamedTuple
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import this_machine  # noqa: E402
+from benchmarks.machine import stamped, this_machine  # noqa: E402
 from jobs.cpus import native_bfloat16  # noqa: E402
 from jobs.spec import FULL_PRECISION  # noqa: E402
 
@@ -300,7 +300,7 @@ def main() -> int:
         rows = pairs_table(args.data_dir, args.epochs, args.rounds)
     else:
         rows = suite_table(args.data_dir, args.max_epochs, args.variants.split(","))
-    out = ROOT / "bench" / "results" / f"levers-{args.command}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out = stamped(ROOT / "bench" / "results", f"levers-{args.command}")
     out.parent.mkdir(parents=True, exist_ok=True)
     written = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": this_machine()}
     written |= {"command": [Path(sys.argv[0]).name, *sys.argv[1:]], "rows": rows}

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from importlib import metadata
+from pathlib import Path
 
 from jobs.cpus import model_name, native_bfloat16
 
@@ -28,3 +30,8 @@ def this_machine() -> dict:
         "python": platform.python_version(),
         "packages": {package: installed(package) for package in PACKAGES},
     }
+
+
+def stamped(folder: Path, kind: str) -> Path:
+    """``folder/KIND-YYYYMMDDTHHMMSSZ.json``: each run's numbers in a file of their own, named by when (UTC)."""
+    return folder / f"{kind}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"

@@ -25,14 +25,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import this_machine  # noqa: E402
+from benchmarks.machine import stamped, this_machine  # noqa: E402
 from benchmarks.processes import Measured, measure  # noqa: E402
 from benchmarks.run_seed_script import VARIANTS  # noqa: E402
 from jobs.cpus import native_bfloat16  # noqa: E402
@@ -246,9 +245,9 @@ def run_regimen(data: Path, scratch: Path, precision: str) -> tuple[Measured, Pa
 def side_checks(side: dict, rows: list[dict]) -> dict[str, bool]:
     """Issue 7's targets for one Regimen side."""
     return {
-        "wall <= 0.40 x baseline": side["wall_ratio"] <= TARGETS["wall_ratio"],
-        "FLOP-limit share >= 0.55": side["flop_share"] >= TARGETS["flop_share"],
-        "peak memory <= 2.7 GiB": side["peak_memory_gib"] <= TARGETS["peak_memory_gib"],
+        f"wall <= {TARGETS['wall_ratio']:.2f} x baseline": side["wall_ratio"] <= TARGETS["wall_ratio"],
+        f"FLOP-limit share >= {TARGETS['flop_share']:.2f}": side["flop_share"] >= TARGETS["flop_share"],
+        f"peak memory <= {TARGETS['peak_memory_gib']:g} GiB": side["peak_memory_gib"] <= TARGETS["peak_memory_gib"],
         "every variant's metrics within tolerance": bool(rows) and all(row["within"] for row in rows),
         "finished": side["exit_code"] == 0,
     }
@@ -309,12 +308,13 @@ def main() -> int:
             **checks,
             "baseline and rerun": {
                 "baseline finished": baseline.returncode == 0,
-                "rerun <= 5 s, trains nothing": rerun.seconds <= TARGETS["rerun_seconds"] and trained_nothing,
+                f"rerun <= {TARGETS['rerun_seconds']:g} s, trains nothing": rerun.seconds <= TARGETS["rerun_seconds"]
+                and trained_nothing,
             },
         },
     }
     BENCH.joinpath("results").mkdir(parents=True, exist_ok=True)
-    out = BENCH / "results" / f"suite-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out = stamped(BENCH / "results", "suite")
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_report(report, out)
     if args.keep:
