@@ -65,12 +65,17 @@ def dump(model, epochs_done: int, fit_seconds: float, log: list[str]) -> bytes:
     return out.getvalue()
 
 
+def _state(file) -> dict:
+    """The checkpoint's state, without its weights; ``file``: seekable and binary."""
+    with zipfile.ZipFile(file) as archive:
+        return json.loads(archive.read(STATE))
+
+
 def log_of(checkpoint: bytes) -> tuple[str, ...]:
     """The job's log up to the checkpoint's epochs, read without a model (or an empty one where the
     checkpoint cannot be read)."""
     try:
-        with zipfile.ZipFile(io.BytesIO(checkpoint)) as archive:
-            return tuple(json.loads(archive.read(STATE)).get("log", ()))
+        return tuple(_state(io.BytesIO(checkpoint)).get("log", ()))
     except (zipfile.BadZipFile, KeyError, ValueError):
         return ()
 
@@ -79,8 +84,7 @@ def epochs_done_of(file) -> int | None:
     """The epochs a checkpoint holds, read from its state alone (``file``: a seekable binary file, of which
     a bucket sends only the parts read); None where it cannot be read."""
     try:
-        with zipfile.ZipFile(file) as archive:
-            return int(json.loads(archive.read(STATE))["epochs_done"])
+        return int(_state(file)["epochs_done"])
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError):
         return None
 

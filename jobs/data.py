@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import pickle
 import zipfile
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.spec import ROWS, Dataset, Imdb
+from jobs.spec import IMAGE_SHAPE, ROWS, Dataset, Imdb
 from jobs.words import first_line
 
 KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
@@ -284,9 +285,10 @@ def preprocess_imdb(raw: dict[str, np.ndarray], num_words: int, source: str) -> 
 
 def preprocess_images(x_train, y_train, x_test, y_test, source: str) -> Arrays:
     for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        if x.ndim != 3 or x.shape[1:] != (28, 28) or len(x) != len(y):
+        if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE or len(x) != len(y):
             raise DataCorrupt(
-                f"{source}: {name} images have shape {x.shape} and {len(y)} labels; expected (N, 28, 28) with N labels"
+                f"{source}: {name} images have shape {x.shape} and {len(y)} labels; "
+                f"expected (N, {IMAGE_SHAPE[0]}, {IMAGE_SHAPE[1]}) with N labels"
             )
         if x.dtype != np.uint8:
             raise DataCorrupt(f"{source}: {name} images are {x.dtype}; expected uint8 pixels")
@@ -318,11 +320,11 @@ def read_images(name: str, files: list[Path]) -> tuple[np.ndarray, np.ndarray, n
     for part in ("train", "t10k"):
         labels[part] = read_idx_gz(by_name[f"{part}-labels-idx1-ubyte.gz"], 8)
         pixels = read_idx_gz(by_name[f"{part}-images-idx3-ubyte.gz"], 16)
-        if pixels.size != len(labels[part]) * 28 * 28:
+        if pixels.size != len(labels[part]) * math.prod(IMAGE_SHAPE):
             raise DataCorrupt(
                 f"{source}: {part} images hold {pixels.size} bytes; expected {len(labels[part])} x 28 x 28"
             )
-        images[part] = pixels.reshape(-1, 28, 28)
+        images[part] = pixels.reshape(-1, *IMAGE_SHAPE)
     return images["train"], labels["train"], images["t10k"], labels["t10k"]
 
 
@@ -346,13 +348,13 @@ def synthetic(dataset: Dataset, train: int | None = None, test: int | None = Non
     train, test = train or ROWS[dataset.name][0], test or ROWS[dataset.name][1]
     if isinstance(dataset, Imdb):
         return _synthetic_imdb(rng, dataset.num_words, train, test)
-    base = rng.random((28, 28), dtype=np.float32)
-    prototypes = np.clip(base + rng.normal(0, 0.25, (10, 28, 28)).astype(np.float32), 0, 1)
+    base = rng.random(IMAGE_SHAPE, dtype=np.float32)
+    prototypes = np.clip(base + rng.normal(0, 0.25, (10, *IMAGE_SHAPE)).astype(np.float32), 0, 1)
 
     def images(n: int) -> tuple[np.ndarray, np.ndarray]:
         y = rng.permutation(np.arange(n) % 10)
         drawn_from = _mislabel(rng, y, classes=10)
-        noise = rng.standard_normal((n, 28, 28), dtype=np.float32) * np.float32(0.6)
+        noise = rng.standard_normal((n, *IMAGE_SHAPE), dtype=np.float32) * np.float32(0.6)
         return np.clip(prototypes[drawn_from] + noise, 0, 1).astype(np.float32), y.astype(np.int64)
 
     return Arrays(*images(train), *images(test), source=f"SYNTHETIC {dataset.name}", synthetic=True)

@@ -8,7 +8,7 @@ runs them after Pydantic's own validation so every error carries its own field p
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -42,7 +42,7 @@ Loss = Literal["binary_crossentropy", "sparse_categorical_crossentropy"]
 Metric = Literal["accuracy", "binary_crossentropy", "sparse_categorical_crossentropy"]
 
 #: Metrics (and the loss) for which a lower value is better; every other metric is higher-is-better.
-LOWER_IS_BETTER = frozenset({"loss", "binary_crossentropy", "sparse_categorical_crossentropy"})
+LOWER_IS_BETTER = frozenset({"loss", *get_args(Loss)})
 
 #: Metrics that are fractions from 0 to 1, so that a threshold outside that range is a mistake (86 for 86%).
 FRACTIONS = frozenset({"accuracy"})
@@ -135,13 +135,15 @@ class FashionMnist(Strict):
 
 
 Dataset = Annotated[Imdb | Mnist | FashionMnist, Field(discriminator="name")]
+#: The pixels of one MNIST or Fashion-MNIST image
+IMAGE_SHAPE = (28, 28)
 #: (training, test) examples of each dataset, as Keras loads it
 ROWS = {"imdb": (25_000, 25_000), "mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000)}
 DATASET_NAMES = tuple(ROWS)
 
 
 def input_shape(dataset: Imdb | Mnist | FashionMnist) -> tuple[int, ...]:
-    return (dataset.num_words,) if isinstance(dataset, Imdb) else (28, 28)
+    return (dataset.num_words,) if isinstance(dataset, Imdb) else IMAGE_SHAPE
 
 
 def shape_and_parameters(
