@@ -448,3 +448,20 @@ def test_a_run_into_a_bucket_leaves_its_report_in_the_bucket(in_root, capsys):
         assert not store.fs.exists(store.path("run.lease"))  # held while the run ran, removed at its end
     finally:  # fsspec's memory filesystem lives as long as the test process
         store.fs.rm(store.root, recursive=True)
+
+
+def test_a_one_epoch_curve_is_drawn_as_a_marker():
+    """A line through one point draws nothing: a run at --max-epochs 1 had an empty figure."""
+    from matplotlib.figure import Figure
+
+    from jobs.report.figures import _draw
+    from jobs.report.reduce import Curve
+
+    axes = Figure().add_subplot()
+    _draw(axes, Curve(mean=(0.5,), std=(0.1,), n=3), "#1f77b4", "-", "one epoch")
+    _draw(axes, Curve(mean=(0.4, 0.3), std=(0.0, 0.0), n=1), "#ff7f0e", "-", "two epochs")
+    (marked,) = axes.containers  # an errorbar: its marker, and its bar across the three seeds
+    assert marked.get_label() == "one epoch" and marked.has_yerr
+    assert marked.lines[0].get_marker() == "o" and list(marked.lines[0].get_xdata()) == [1]
+    line = next(line for line in axes.get_lines() if line.get_label() == "two epochs")
+    assert line.get_marker() == "None" and line.get_linestyle() == "-" and len(line.get_xdata()) == 2

@@ -38,6 +38,10 @@ def learning_curves(summary: ExperimentSummary) -> bytes | None:
     axes.set_title(f"{summary.title}: {labels.name(metric)}" + (" (SYNTHETIC data)" if summary.synthetic else ""))
     axes.set_xlabel("epoch")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    curves = [c for v in plotted for c in (v.train_curve, v.val_curve) if c]
+    if max(len(c.mean) for c in curves) == 1:  # else the locator, short of whole numbers, ticks 0.945 ... 1.05
+        axes.set_xlim(0.5, 1.5)
+        axes.set_xticks([1])
     axes.set_ylabel(f"{labels.name(metric)} ({labels.direction(metric)})")
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")
@@ -51,6 +55,20 @@ def _draw(axes, curve: Curve | None, colour: str, style: str, label: str) -> Non
     if curve is None:
         return
     epochs = range(1, len(curve.mean) + 1)
+    if len(epochs) == 1:  # a line needs two points: one epoch (a smoke run's) is a marker, with its spread
+        spread = curve.std if curve.n > 1 else None
+        training = style == "-"
+        axes.errorbar(
+            epochs,
+            curve.mean,
+            yerr=spread,
+            fmt="o" if training else "s",
+            color=colour,
+            label=label,
+            markerfacecolor=colour if training else "none",
+            capsize=3,
+        )
+        return
     axes.plot(epochs, curve.mean, style, color=colour, label=label, linewidth=1.5)
     if curve.n > 1:
         mean, std = np.array(curve.mean), np.array(curve.std)
