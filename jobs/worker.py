@@ -365,6 +365,8 @@ def train(
             )
 
         model, restored, history = resume(record, fresh_model, log)
+        if restored.epochs_done and report is not None:  # the progress shows where it resumes, not epoch 0
+            report(job.id, restored.epochs_done, job.training.epochs, {k: v[-1] for k, v in history.items() if v})
         store_history, callbacks = _callbacks(job, record, history, restored, report, log)
         fit_clock = time.perf_counter()
         model.fit(

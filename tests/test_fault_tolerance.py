@@ -61,8 +61,11 @@ def test_a_rerun_names_the_jobs_it_resumes_at_their_checkpoints_epoch(tmp_path):
 def test_an_interrupted_job_resumes_after_its_last_finished_epoch(tmp_path):
     job, data, record = interrupted(tmp_path, epochs=5, dies_after=3)
     assert len(record.epochs()["loss"]) == 3
-    output = train(job, data, str(tmp_path))
+    told = []
+    output = train(job, data, str(tmp_path), lambda job_id, epoch, epochs, logs: told.append((epoch, logs)))
     assert "resumed after epoch 2 from the checkpoint" in output["log"]  # one epoch redone
+    assert [epoch for epoch, _ in told] == [2, 3, 4, 5]  # the progress starts at the checkpoint's epoch
+    assert told[0][1]["loss"] == output["history"]["loss"][1]  # with that epoch's metrics
     epoch_lines = [line.split()[2] for line in output["log"].splitlines() if line.split()[1] == "epoch"]
     assert epoch_lines == [f"{n}/5" for n in range(1, 6)]  # the first attempt's lines first, none twice
     history = output["history"]
