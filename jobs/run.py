@@ -190,20 +190,40 @@ def replaced_in_report(store: Store, planned: dict) -> tuple[list[str], list[str
             f"name planned from {path_before} (a store keys experiments by name: rename one to keep both)"
         )
     if left_out:
-        notice = (
-            f"{name}: the report leaves out {count(len(left_out), 'finished job')} of the run before, not in "
-            "this run's plan (they stay stored)"
-        )
         uses_now = {(j["variant"], j["seed"]): j["job_id"] for j in planned["jobs"]}
-        same_settings = all(uses_before.get(use, job_id) == job_id for use, job_id in uses_now.items())
-        if same_settings and all(seed >= planned["run"]["seeds"] for _, seed in left_out):
-            notice += f"; they are seeds this run does not plan: --seeds {seeds_before} reports them again"
-        notices.append(notice)
+        variants_now = {variant for variant, _ in uses_now}
+        changed = [use for use in left_out if use in uses_now]
+        gone = [use for use in left_out if use[0] not in variants_now]
+        unplanned_seeds = [use for use in left_out if use not in changed and use not in gone]
+        why = []
+        if changed:
+            why.append(f"{_uses(changed)}, whose settings this run's plan changed")
+        if gone:
+            why.append(f"{_uses(gone)}, variants this run does not plan")
+        if unplanned_seeds:
+            same_settings = all(uses_before.get(use, job_id) == job_id for use, job_id in uses_now.items())
+            again = f" (--seeds {seeds_before} reports them again)" if same_settings else ""
+            why.append(f"{_uses(unplanned_seeds)}, seeds this run does not plan{again}")
+        notices.append(
+            f"{name}: the report leaves out {count(len(left_out), 'finished job')} of the run before (they stay "
+            f"stored): {'; '.join(why)}"
+        )
     if notices:
         return notices, notices
     kept = before.get("report_notes")  # manifests written before it existed have none
     same_plan = set(uses_before.values()) == planned_ids
     return [], [str(note) for note in kept] if same_plan and isinstance(kept, list) else []
+
+
+def _uses(uses: list[tuple[str, int]]) -> str:
+    """``[("basic", 1), ("basic", 2), ("bn", 0)]`` as "`basic` seeds 1, 2 and `bn` seed 0"."""
+    seeds: dict[str, list[int]] = {}
+    for variant, seed in uses:
+        seeds.setdefault(variant, []).append(seed)
+    return " and ".join(
+        f"`{variant}` {'seeds' if len(of) > 1 else 'seed'} {', '.join(map(str, sorted(of)))}"
+        for variant, of in seeds.items()
+    )
 
 
 def locate_datasets(jobs: list[Job], data_dir: Path | None) -> dict[str, tuple]:

@@ -298,18 +298,28 @@ def test_a_run_that_leaves_finished_jobs_out_of_the_report_says_so(capsys, in_ro
     assert main(run) == 0
     out = capsys.readouterr().out
     assert "2 jobs: 0 trained, 2 already stored" in out, out
-    notice = "notice: batchnorm: the report leaves out 4 finished jobs of the run before, not in this run's plan "
-    assert notice + "(they stay stored); they are seeds this run does not plan: --seeds 3" in out
-    left_out = notice + "(they stay stored); they are seeds this run does not plan: --seeds 3 reports them again."
+    left_out = (
+        "notice: batchnorm: the report leaves out 4 finished jobs of the run before (they stay stored): `basic` "
+        "seeds 1, 2 and `bn` seeds 1, 2, seeds this run does not plan (--seeds 3 reports them again)"
+    )
+    assert left_out in out, out
     assert main(run) == 0
     assert "notice" not in capsys.readouterr().out  # the same jobs as the run before
     assert main(["report", "--results", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
     batchnorm = (tmp_path / "report" / "summary.md").read_text().split("## batchnorm")[1]
-    assert f"**Left out.** T{left_out.removeprefix('notice: batchnorm: t')}" in batchnorm  # the report says so too
+    assert f"**Left out.** T{left_out.removeprefix('notice: batchnorm: t')}." in batchnorm  # the report says so too
     assert main([*run, "--max-epochs", "1", "--in-process"]) == 0  # other settings: other jobs, no --seeds tip
     out = capsys.readouterr().out
-    assert "notice: batchnorm: the report leaves out 2 finished jobs of the run before" in out, out
-    assert "--seeds" not in out, out
+    assert (
+        "notice: batchnorm: the report leaves out 2 finished jobs of the run before (they stay stored): `basic` "
+        "seed 0 and `bn` seed 0, whose settings this run's plan changed\n"
+    ) in out, out
+    spec = yaml.safe_load((SPECS / "batchnorm.yaml").read_text())
+    spec["variants"], spec["claims"] = spec["variants"][:1], []  # `bn` taken out
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["run", str(tmp_path / "one.yaml"), *run[2:], "--max-epochs", "1", "--in-process"]) == 0
+    out = capsys.readouterr().out
+    assert ": `bn` seed 0, variants this run does not plan\n" in out, out
 
 
 def test_a_run_over_a_garbled_manifest_of_the_run_before_plans_afresh(capsys, in_root, tmp_path):
