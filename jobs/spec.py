@@ -61,8 +61,13 @@ def _not_a_boolean(value):
 #: A number in a spec. Pydantic would take a boolean for one (``epochs: true`` would be 1 epoch, and YAML
 #: reads unquoted yes/no and on/off as booleans). Not Pydantic's strict mode, which would also refuse
 #: ``1e-3``: YAML 1.1 reads a float without a dot as text, which Pydantic rightly takes for its number.
-Number = Annotated[float, BeforeValidator(_not_a_boolean)]
-Whole = Annotated[int, BeforeValidator(_not_a_boolean)]
+NOT_A_BOOLEAN = BeforeValidator(_not_a_boolean)
+Number = Annotated[float, NOT_A_BOOLEAN]
+Whole = Annotated[int, NOT_A_BOOLEAN]
+# Bounds of optional numbers go before NOT_A_BOOLEAN: after it, or on the field, Pydantic's JSON Schema
+# writes them as "ge"/"le", which editors do not check.
+Epochs = Annotated[int, Field(ge=1, le=100_000), NOT_A_BOOLEAN]
+BatchSize = Annotated[int, Field(ge=1, le=1_000_000), NOT_A_BOOLEAN]
 
 
 class Strict(BaseModel):
@@ -185,7 +190,9 @@ def expected_output(dataset: Imdb | Mnist | FashionMnist) -> tuple[int, str, str
 
 class Optimizer(Strict):
     name: Literal["adam", "sgd", "rmsprop", "adamw"] = "adam"
-    learning_rate: Number | None = Field(None, gt=0, description="None: the optimizer's Keras default")
+    learning_rate: Annotated[float, Field(gt=0), NOT_A_BOOLEAN] | None = Field(
+        None, description="None: the optimizer's Keras default"
+    )
 
 
 class HeldOut(Strict):
@@ -199,8 +206,8 @@ class HeldOut(Strict):
 
 
 class Training(Strict):
-    epochs: Whole = Field(ge=1, le=100_000)
-    batch_size: Whole = Field(ge=1, le=1_000_000)
+    epochs: Epochs
+    batch_size: BatchSize
     optimizer: Optimizer = Optimizer()
     loss: Loss
     metrics: tuple[Metric, ...] = ("accuracy",)
@@ -212,8 +219,8 @@ class Training(Strict):
 class TrainingOverride(Strict):
     """What one variant changes of its experiment's training settings."""
 
-    epochs: Whole | None = Field(None, ge=1, le=100_000)
-    batch_size: Whole | None = Field(None, ge=1, le=1_000_000)
+    epochs: Epochs | None = None
+    batch_size: BatchSize | None = None
     optimizer: Optimizer | None = None
 
 
@@ -247,8 +254,8 @@ RAY_SMALLEST_SHARE = 0.0001
 class Resources(Strict):
     num_cpus: Number = Field(1, gt=0)
     num_gpus: Number = Field(0, ge=0, description="fractions share a GPU; see gpu_memory_mb")
-    gpu_memory_mb: Whole | None = Field(
-        None, ge=256, description="cap on the job's GPU memory; needed with a fractional num_gpus"
+    gpu_memory_mb: Annotated[int, Field(ge=256), NOT_A_BOOLEAN] | None = Field(
+        None, description="cap on the job's GPU memory; needed with a fractional num_gpus"
     )
 
     @field_validator("num_cpus", "num_gpus")

@@ -1,5 +1,6 @@
 """The six seed experiments load, and every class of bad spec is refused with file, field and reason."""
 
+import copy
 import os
 from pathlib import Path
 
@@ -367,3 +368,28 @@ def test_the_schema_forbids_unknown_keys_for_editors():
 
 def test_counts_in_messages_are_singular_for_one():
     assert (count(1, "epoch"), count(0, "epoch"), count(3, "seed")) == ("1 epoch", "0 epochs", "3 seeds")
+
+
+def test_the_schema_holds_the_bounds_validate_checks():
+    """An editor checking against ``regimen schema`` accepts the built-in specs and refuses the values
+    ``regimen validate`` refuses, optional ones included (Pydantic wrote their bounds as "ge", which no
+    JSON Schema validator reads)."""
+    from jsonschema import Draft202012Validator
+
+    from jobs.spec import Experiment
+
+    validator = Draft202012Validator(Experiment.model_json_schema())
+    document = yaml.safe_load((SPECS / "dropout.yaml").read_text())
+    assert list(validator.iter_errors(document)) == []
+    for path, value in (
+        (("variants", 0, "training", "epochs"), 0),
+        (("variants", 0, "training", "optimizer", "learning_rate"), -1),
+        (("resources", "gpu_memory_mb"), 100),
+    ):
+        changed = copy.deepcopy(document)
+        *parents, key = path
+        place = changed
+        for part in parents:
+            place = place.setdefault(part, {}) if isinstance(part, str) else place[part]
+        place[key] = value
+        assert list(validator.iter_errors(changed)), path
