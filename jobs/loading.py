@@ -124,9 +124,10 @@ def describe_error(error: dict, model: type[BaseModel]) -> str:
         key = error["loc"][-1]
         owner = _model_at(model, error["loc"][:-1])
         known = list(owner.model_fields) if owner else []
-        return f"unknown key '{key}'{did_you_mean(key, known)}" + (
-            f"; expected one of: {', '.join(known)}" if known else ""
-        )
+        # a key that belongs one level down, as a variant's epochs under its training
+        below = [name for name in known if key in getattr(_model_at(owner, (name,)), "model_fields", {})]
+        hint = f" (it belongs in {below[0]}: write {below[0]}: {{{key}: ...}})" if below else did_you_mean(key, known)
+        return f"unknown key '{key}'{hint}" + (f"; expected one of: {', '.join(known)}" if known else "")
     if kind == "union_tag_invalid":
         options = _quoted(ctx["expected_tags"])
         what = "layer kind" if "kind" in ctx["discriminator"] else "dataset"

@@ -149,6 +149,10 @@ def set_layer(index, **fields):
             "training.optimizer.learning_rate: Input should be a finite number (got nan)",
         ),
         (lambda d: d.update(datset={"name": "imdb"}), "unknown key 'datset' (did you mean 'dataset'?)"),
+        (
+            lambda d: d["variants"][0].update(epochs=3),  # README: a variant may override epochs
+            "variants.0.epochs: unknown key 'epochs' (it belongs in training: write training: {epochs: ...})",
+        ),
         (lambda d: d["dataset"].update(name="cifar"), "dataset: unknown dataset 'cifar'"),
         (
             lambda d: d.update(resources={"num_gpus": -1}),
