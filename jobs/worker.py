@@ -11,6 +11,7 @@ checkpoint that cannot be used is dropped, and the job trains from its first epo
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import math
 import os
 import platform
@@ -106,12 +107,21 @@ def configure_backend(backend: str, threads: int, num_gpus: float, memory_cap_mb
     return settings
 
 
+def not_retracing(record: logging.LogRecord) -> bool:
+    """A filter of TensorFlow's logger. Keras makes each job's train function anew, and TensorFlow warns of
+    "retracing" once a process has made five: expected where one process trains job after job (a reused
+    Ray worker, ``--in-process``), not a slowdown to fix."""
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
 def configure_tensorflow(threads: int, num_gpus: float, memory_cap_mb: int | None) -> dict:
     """Threads from the task's CPUs; GPU visibility, memory cap or growth. Must run before TF computes;
     a reused worker process keeps what its first job set (Ray reuses a process only for jobs with the
     same settings, see ``executors.RayExecutor``)."""
     import tensorflow as tf
 
+    if not_retracing not in tf.get_logger().filters:
+        tf.get_logger().addFilter(not_retracing)
     settings = {"intra_op_threads": threads, "inter_op_threads": threads}
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

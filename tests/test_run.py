@@ -329,6 +329,14 @@ def test_the_backend_flag_trains_on_jax_beside_the_tensorflow_results(tmp_path):
     assert backends == ["jax", "jax", "tensorflow", "tensorflow"]
 
 
+def test_one_process_training_job_after_job_is_not_warned_of_retracing(tmp_path):
+    """TensorFlow warns of "retracing" from the sixth train function a process makes: each job makes its
+    own, as it should (``worker.not_retracing``)."""
+    done = smoke_run(tmp_path, "--in-process", "--seeds", "3")
+    assert "6 jobs: 6 trained" in done.stdout, done.stdout + done.stderr
+    assert "retracing" not in done.stderr, done.stderr
+
+
 def test_the_precision_flag_trains_other_jobs_and_records_their_precision(tmp_path):
     assert smoke_run(tmp_path, "--in-process").returncode == 0
     done = smoke_run(tmp_path, "--in-process", "--precision", "mixed_bfloat16")
