@@ -557,9 +557,8 @@ def _execute(
         located = locate_datasets(to_run, options.data_dir)  # downloads, while the network is there
         if wants_private_network(options, store):
             private_network.restart_inside(store.hand_over_hold())  # returns only where it cannot
-        console.print(
-            f"{count(len(to_run), 'job')} to train, {summary.skipped} already stored; {where(options)}", markup=False
-        )
+        stored = "stored ones included (--force)" if options.force else f"{summary.skipped} already stored"
+        console.print(f"{count(len(to_run), 'job')} to train, {stored}; {where(options)}", markup=False)
         if not options.force:  # --force drops every checkpoint
             for line in resuming(to_run, store):
                 console.print(f"resuming from its checkpoint: {line}", markup=False)

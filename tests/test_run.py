@@ -68,6 +68,7 @@ def test_a_rerun_retrains_nothing_and_starts_no_ray(suite_results, monkeypatch, 
 def test_force_retrains_and_seeds_add_jobs(suite_results):
     results, _ = suite_results
     done = smoke_run(results, "--force")
+    assert "2 jobs to train, stored ones included (--force); " in done.stdout, done.stdout + done.stderr
     assert "2 jobs: 2 trained, 0 already stored" in done.stdout, done.stdout + done.stderr
     done = smoke_run(results, "--seeds", "2")
     assert "4 jobs: 2 trained, 2 already stored" in done.stdout, done.stdout + done.stderr
