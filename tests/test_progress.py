@@ -16,7 +16,7 @@ LOGS = {"loss": 0.61234, "val_loss": 0.65, "accuracy": 0.7}
 
 
 def finished(job) -> Outcome:
-    result = {"epochs_run": 20, "test": {"accuracy": 0.75}, "timings": {"total_s": 12.34}}
+    result = {"epochs_run": 20, "test": {"accuracy": 0.75}, "timings": {"training_s": 9.87, "total_s": 12.34}}
     return Outcome(job, output={"result": result})
 
 
@@ -29,7 +29,9 @@ def test_a_log_gets_each_running_jobs_epoch_and_a_line_per_finished_job():
         progress.finished(Outcome(DROPOUT, failure=JobFailed("diverged at epoch 3: loss is nan", "", "")))
     lines = out.getvalue().splitlines()
     assert lines[0].startswith(f"  ...    {BASIC.label} epoch 2/20 loss=0.6123")
-    assert lines[1] == f"[1/2] done   {BASIC.label} [{BASIC.id}] 20 epochs, test accuracy=0.7500, 12.3s"
+    assert (
+        lines[1] == f"[1/2] done   {BASIC.label} [{BASIC.id}] 20 epochs, test accuracy=0.7500, training 9.9s of 12.3s"
+    )
     assert lines[2] == f"[2/2] FAILED {DROPOUT.label} [{DROPOUT.id}]: diverged at epoch 3: loss is nan"
     assert len(lines) == 3  # the finished job is not shown running again
     assert progress.counts() == "1 done, 0 running, 1 failed, 1 skipped, 0 pending"
