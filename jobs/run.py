@@ -268,6 +268,8 @@ def connect_ray(address: str | None) -> bool:
     if address:
         refuse_unreachable(address)
         hint = auth_hint()  # before ray.init, which may turn token authentication on in this process
+        if hint and "://" not in address and address != "auto":
+            refuse_unauthenticated(address, hint)
         try:
             ray.init(address=address, log_to_driver=False)
         except (ConnectionError, ValueError, ray.exceptions.RayError) as error:
@@ -318,6 +320,22 @@ def refuse_unreachable(address: str) -> None:
         raise RunRefused(
             [why + "start one (`ray start --head`) or correct --address / RAY_ADDRESS", NOTHING_TRAINED]
         ) from None
+
+
+def refuse_unauthenticated(address: str, hint: list[str]) -> None:
+    """:class:`RunRefused` where the GCS at ``HOST:PORT`` refuses a caller without a token: asked once here,
+    where ``ray.init`` would retry for 20 s and print a line of its own C++ logging at each try."""
+    import grpc
+
+    with grpc.insecure_channel(address) as channel:
+        ask = channel.unary_unary("/ray.rpc.NodeInfoGcsService/GetClusterId")
+        try:
+            ask(b"", timeout=5)  # an empty request: the message has no fields
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.UNAUTHENTICATED:
+                why = f"the Ray cluster at {address} wants a token (token authentication), which this run does not send"
+                raise RunRefused([why, *hint, NOTHING_TRAINED]) from None
+            # anything else (no GCS there, another version): ray.init says what it finds
 
 
 def auth_hint() -> list[str]:
