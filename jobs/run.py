@@ -569,30 +569,8 @@ def _execute(
     to_run, finished, kept, unreadable = pending_jobs(jobs, store, options.force)
     summary = RunSummary(planned=len(jobs), skipped=len(finished), kept=kept)
     summary.notices += [f"{job.label}: {why}; trained again" for job, why in unreadable]
-    if to_run:  # every check before anything is written or trained: cheap ones first
-        if options.executor == "local":
-            select_driver_backend(to_run)
-        located = locate_datasets(to_run, options.data_dir)  # downloads, while the network is there
-        if wants_private_network(options, store):
-            private_network.restart_inside(store.hand_over_hold())  # returns only where it cannot
-        stored = "stored ones included (--force)" if options.force else f"{summary.skipped} already stored"
-        console.print(f"{count(len(to_run), 'job')} to train, {stored}; {where(options)}", markup=False)
-        if not options.force:  # --force drops every checkpoint
-            for line in resuming(to_run, store):
-                console.print(f"resuming from its checkpoint: {line}", markup=False)
-        executor, nodes, local = start_executor(options)
-        if private_network.state() == private_network.INSIDE:
-            console.print(how_to_look_inside(), markup=False)
-        handle_sigterm()  # after ray.init, which sets a handler of its own
-        side_by_side = options.executor == "ray"
-        bfloat16 = native_bfloat16() if local else None  # only a local run's CPU is the one the jobs will use
-        gpu_memory = local_gpu_memory_mb(to_run, nodes) if local else None
-        feasibility = check(to_run, nodes, local, options.require_gpu, bfloat16, side_by_side, gpu_memory)
-        if feasibility.errors:
-            raise RunRefused([*feasibility.errors, NOTHING_TRAINED])
-        to_run = feasibility.jobs
-        summary.notices += feasibility.notices + executor.notices(to_run) + exposure(options, store, local)
-        datasets = read_datasets(located)
+    if to_run:
+        to_run, executor, datasets = _prepare(to_run, summary, store, options, console, handle_sigterm)
     for order, loaded in enumerate(experiments):
         planned = manifest(loaded, order, jobs, options)
         notices, planned["report_notes"] = replaced_in_report(store, planned)  # the report says so too
@@ -630,12 +608,7 @@ def _execute(
                     summary.failed.append((outcome.job, outcome.failure.reason))
     except BaseException as error:  # Ctrl-C, SIGTERM, the store or Ray failing: no job is left "running"
         with stop_signals_ignored():  # a second Ctrl-C here would leave jobs running and Ray's processes behind
-            with contextlib.suppress(Exception):  # best effort: Ray may be what stopped the run
-                executor.cancel()
-            for job in [] if store.hold_lost() else started:  # else the run holding the store now owns them
-                if job.id not in delivered:
-                    with contextlib.suppress(Exception):  # best effort: the store may be what stopped the run
-                        store.job(job.id).interrupt()
+            _stop_unfinished(executor, store, [job for job in started if job.id not in delivered])
         # Ray's own errors, and the builtin ConnectionError that Ray Client raises for a lost cluster (not a
         # closed console's BrokenPipeError)
         client = (cluster_address(options) or "").startswith("ray://")
@@ -643,6 +616,51 @@ def _execute(
             raise RayFailed(f"Ray failed mid-run ({error_line(error)}); the run stopped") from None
         raise
     return summary
+
+
+def _prepare(
+    to_run: list[Job],
+    summary: RunSummary,
+    store: Store,
+    options: RunOptions,
+    console: Console,
+    handle_sigterm: Callable[[], None],
+) -> tuple[list[Job], Executor, dict[str, Arrays]]:
+    """(the jobs to run as the checks leave them, the executor, their datasets): every check before
+    anything is written or trained, cheap ones first; :class:`RunRefused` where one fails."""
+    if options.executor == "local":
+        select_driver_backend(to_run)
+    located = locate_datasets(to_run, options.data_dir)  # downloads, while the network is there
+    if wants_private_network(options, store):
+        private_network.restart_inside(store.hand_over_hold())  # returns only where it cannot
+    stored = "stored ones included (--force)" if options.force else f"{summary.skipped} already stored"
+    console.print(f"{count(len(to_run), 'job')} to train, {stored}; {where(options)}", markup=False)
+    if not options.force:  # --force drops every checkpoint
+        for line in resuming(to_run, store):
+            console.print(f"resuming from its checkpoint: {line}", markup=False)
+    executor, nodes, local = start_executor(options)
+    if private_network.state() == private_network.INSIDE:
+        console.print(how_to_look_inside(), markup=False)
+    handle_sigterm()  # after ray.init, which sets a handler of its own
+    side_by_side = options.executor == "ray"
+    bfloat16 = native_bfloat16() if local else None  # only a local run's CPU is the one the jobs will use
+    gpu_memory = local_gpu_memory_mb(to_run, nodes) if local else None
+    feasibility = check(to_run, nodes, local, options.require_gpu, bfloat16, side_by_side, gpu_memory)
+    if feasibility.errors:
+        raise RunRefused([*feasibility.errors, NOTHING_TRAINED])
+    summary.notices += feasibility.notices + executor.notices(feasibility.jobs) + exposure(options, store, local)
+    return feasibility.jobs, executor, read_datasets(located)
+
+
+def _stop_unfinished(executor: Executor, store: Store, unfinished: list[Job]) -> None:
+    """Best effort, as Ray or the store may be what stopped the run: cancel the executor's tasks, and mark
+    the jobs this run started and did not finish interrupted (unless another run holds the store now, and
+    owns them)."""
+    with contextlib.suppress(Exception):
+        executor.cancel()
+    for job in [] if store.hold_lost() else unfinished:
+        with contextlib.suppress(Exception):
+            store.job(job.id).interrupt()
 
 
 @contextlib.contextmanager
