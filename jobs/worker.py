@@ -25,7 +25,7 @@ from typing import Any
 
 from jobs import checkpoint
 from jobs.data import Arrays
-from jobs.execution import epoch_rows, execution_for, fit_splits
+from jobs.execution import Execution, epoch_rows, execution_for, fit_splits
 from jobs.gpus import gpu_total_mb
 from jobs.plan import Job
 from jobs.store import JobRecord, Store, now
@@ -393,39 +393,28 @@ def train(
         evaluate_clock = time.perf_counter()
         test = model.evaluate(data.x_test, data.y_test, batch_size=job.training.batch_size, verbose=0, return_dict=True)
         evaluate_s = time.perf_counter() - evaluate_clock
-        history, trained = store_history.history, store_history.trained
-        epochs_run = len(history.get("loss", []))
+        trained = store_history.trained
         log.append(f"{now()} test " + " ".join(f"{k}={v:.4g}" for k, v in test.items()))
-        result = {
-            "job_id": job.id,
-            "test": {k: float(v) for k, v in test.items()},
-            "params": int(model.count_params()),
-            "epochs_run": epochs_run,
-            "epochs": job.training.epochs,
-            "requested_epochs": job.requested_epochs,
-            "epochs_capped": job.epochs_capped,
-            "batch_size": job.training.batch_size,
-            "data": {**data.describe(), "train": len(x_train), "held_out": len(data.x_train) - len(x_train)},
-            "timings": {
-                "started": started,
-                "finished": now(),
-                "fit_s": round(fit_s, 3),
-                # every epoch of the history, earlier attempts' included (the report's training time)
-                "training_s": round(restored.fit_seconds + fit_s, 3),
-                "evaluate_s": round(evaluate_s, 3),
-                "total_s": round(time.perf_counter() - clock, 3),
-                # this attempt's epochs only: a resumed job's earlier ones were timed by another process
-                "epochs_trained": trained,
-                **({"seconds_per_epoch": round(fit_s / trained, 4)} if trained else {}),
-            },
-            "environment": {
-                **environment(job.backend, model.layers[0].dtype_policy.name, resources.num_cpus, resources.num_gpus),
-                **device,
-                "pid": os.getpid(),
-                "jobs_in_process": _jobs_in_process,
-            },
-            "execution": execution.describe(),
+        timings = {
+            "started": started,
+            "finished": now(),
+            "fit_s": round(fit_s, 3),
+            # every epoch of the history, earlier attempts' included (the report's training time)
+            "training_s": round(restored.fit_seconds + fit_s, 3),
+            "evaluate_s": round(evaluate_s, 3),
+            "total_s": round(time.perf_counter() - clock, 3),
+            # this attempt's epochs only: a resumed job's earlier ones were timed by another process
+            "epochs_trained": trained,
+            **({"seconds_per_epoch": round(fit_s / trained, 4)} if trained else {}),
         }
+        environment_now = {
+            **environment(job.backend, model.layers[0].dtype_policy.name, resources.num_cpus, resources.num_gpus),
+            **device,
+            "pid": os.getpid(),
+            "jobs_in_process": _jobs_in_process,
+        }
+        history = store_history.history
+        result = _result(job, data, len(x_train), model, test, history, timings, environment_now, execution)
         return {"history": history, "result": result, "log": "\n".join(log)}
     except Exception as error:
         reason = first_line(str(error)) if isinstance(error, Diverged) else error_line(error)
@@ -433,6 +422,34 @@ def train(
         retry = not isinstance(error, Diverged)
         superseded = isinstance(error, Superseded)
         raise JobFailed(reason, traceback.format_exc(), "\n".join(log), history, retry, superseded) from None
+
+
+def _result(
+    job: Job,
+    data: Arrays,
+    train_rows: int,
+    model,
+    test: dict,
+    history: dict,
+    timings: dict,
+    environment_now: dict,
+    execution: Execution,
+) -> dict:
+    """The job's ``result.json``: its test metrics and what produced them."""
+    return {
+        "job_id": job.id,
+        "test": {k: float(v) for k, v in test.items()},
+        "params": int(model.count_params()),
+        "epochs_run": len(history.get("loss", [])),
+        "epochs": job.training.epochs,
+        "requested_epochs": job.requested_epochs,
+        "epochs_capped": job.epochs_capped,
+        "batch_size": job.training.batch_size,
+        "data": {**data.describe(), "train": train_rows, "held_out": len(data.x_train) - train_rows},
+        "timings": timings,
+        "environment": environment_now,
+        "execution": execution.describe(),
+    }
 
 
 def fit_inputs(backend: str, data: Arrays) -> Arrays:
