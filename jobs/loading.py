@@ -126,7 +126,7 @@ def describe_error(error: dict, model: type[BaseModel]) -> str:
         known = list(owner.model_fields) if owner else []
         # a key that belongs one level down, as a variant's epochs under its training
         below = [name for name in known if key in getattr(_model_at(owner, (name,)), "model_fields", {})]
-        hint = f" (it belongs in {below[0]}: write {below[0]}: {{{key}: ...}})" if below else did_you_mean(key, known)
+        hint = f" (it belongs under {below[0]})" if below else did_you_mean(key, known)
         return f"unknown key '{key}'{hint}" + (f"; expected one of: {', '.join(known)}" if known else "")
     if kind == "union_tag_invalid":
         options = _quoted(ctx["expected_tags"])

@@ -25,8 +25,9 @@ def outcome_line(outcome: Outcome) -> str:
     result = outcome.output["result"]
     test = " ".join(f"{k}={v:.4f}" for k, v in result["test"].items())
     epochs = count(result["epochs_run"], "epoch")
-    # training (the report's "training time") of the job's whole time in the worker
-    seconds = f"training {result['timings']['training_s']:.1f}s of {result['timings']['total_s']:.1f}s"
+    # this attempt's training, of its whole time in the worker (a resumed job's earlier attempts are in the
+    # report's training time, not here)
+    seconds = f"training {result['timings']['fit_s']:.1f}s of {result['timings']['total_s']:.1f}s"
     return f"done   {job.label} [{job.id}] {epochs}, test {test}, {seconds}"
 
 

@@ -199,7 +199,8 @@ def replaced_in_report(store: Store, planned: dict) -> tuple[list[str], list[str
         if changed:
             why.append(f"{_uses(changed)}, whose settings this run's plan changed")
         if gone:
-            why.append(f"{_uses(gone)}, variants this run does not plan")
+            variants = "a variant" if len({variant for variant, _ in gone}) == 1 else "variants"
+            why.append(f"{_uses(gone)}, {variants} this run does not plan")
         if unplanned_seeds:
             same_settings = all(uses_before.get(use, job_id) == job_id for use, job_id in uses_now.items())
             again = f" (--seeds {seeds_before} reports them again)" if same_settings else ""
@@ -325,8 +326,10 @@ def refuse_unreachable(address: str) -> None:
 def refuse_unauthenticated(address: str, hint: list[str]) -> None:
     """:class:`RunRefused` where the GCS at ``HOST:PORT`` refuses a caller without a token: asked once here,
     where ``ray.init`` would retry for 20 s and print a line of its own C++ logging at each try."""
-    import grpc
-
+    try:
+        import grpc  # Ray's own dependency
+    except ImportError:
+        return
     with grpc.insecure_channel(address) as channel:
         ask = channel.unary_unary("/ray.rpc.NodeInfoGcsService/GetClusterId")
         try:

@@ -125,7 +125,7 @@ def open_store(uri: str, must_exist: bool = False, writable: bool = False) -> St
         if exists and not store.fs.isdir(store.root):
             raise StoreUnavailable(f"results store {uri}: not a folder")
         if not exists and store.local and (blocking := _file_on_the_way(store.root)):
-            raise StoreUnavailable(f"results store {uri}: {blocking} is a file, not a folder")
+            raise StoreUnavailable(f"results store {uri}: {blocking} is not a folder")
         if store.fs.exists(store.path("jobs", "__init__.py")):  # its jobs/ would be Regimen's own package
             raise StoreUnavailable(f"results store {uri}: holds Regimen's source code; give a folder of its own")
         has_results = exists and bool(store.experiment_names())

@@ -118,6 +118,10 @@ def test_the_data_folder_from_regimen_data_dir_is_checked_as_data_dir_is(tmp_pat
     monkeypatch.setenv("REGIMEN_DATA_DIR", str(tmp_path / "none"))
     assert main(["data"]) == 2
     assert capsys.readouterr().out.strip() == f"REGIMEN_DATA_DIR: no such folder: '{tmp_path / 'none'}'"
+    assert main(["run", "specs/dropout.yaml", "--results", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().out.strip() == f"REGIMEN_DATA_DIR: no such folder: '{tmp_path / 'none'}'"
+    synthetic = ["run", "specs/dropout.yaml", "--synthetic", "--max-epochs", "1", "--in-process", "--no-report"]
+    assert main([*synthetic, "--results", str(tmp_path / "r")]) == 0  # reads no data: the variable is not its
 
 
 def test_folders_that_cannot_be_entered_are_one_line_each(tmp_path):
@@ -132,6 +136,11 @@ def test_folders_that_cannot_be_entered_are_one_line_each(tmp_path):
     locked.mkdir()
     shutil.copy(ROOT / "specs" / "l1.yaml", locked / "l1.yaml")
     locked.chmod(0)
+    listing = [*prefix, sys.executable, "-c", f"import os; os.listdir({str(locked)!r})"]
+    entering = subprocess.run(listing, capture_output=True, text=True, timeout=60)
+    if "PermissionError" not in entering.stderr:  # setpriv refused, or inherited capabilities outlive it
+        locked.chmod(0o755)
+        pytest.skip(f"cannot make a folder this test's commands may not enter: {entering.stderr.strip()[-200:]}")
     expected = {
         ("plan", str(locked / "l1.yaml")): f"{locked / 'l1.yaml'}: cannot read: [Errno 13] Permission denied",
         ("plan", str(locked)): f"{locked}: cannot read: [Errno 13] Permission denied",

@@ -228,7 +228,7 @@ def test_a_missing_dataset_stops_the_run_before_training(tmp_path, monkeypatch, 
         (["run", "--synthetic", "--results", "/proc/regimen"], "results store /proc/regimen: cannot write there"),
         (["run", "--synthetic", "--results", ""], "--results is empty: give a folder or a bucket"),
         (["plan", "--results", "."], "results store .: holds Regimen's source code; give a folder of its own"),
-        (["plan", "--results", "README.md/x"], f"results store README.md/x: {ROOT / 'README.md'} is a file, not a"),
+        (["plan", "--results", "README.md/x"], f"results store README.md/x: {ROOT / 'README.md'} is not a folder"),
     ],
 )
 def test_unusable_stores_and_resources_exit_2_in_one_line(args, expected):
@@ -319,7 +319,7 @@ def test_a_run_that_leaves_finished_jobs_out_of_the_report_says_so(capsys, in_ro
     (tmp_path / "one.yaml").write_text(yaml.safe_dump(spec))
     assert main(["run", str(tmp_path / "one.yaml"), *run[2:], "--max-epochs", "1", "--in-process"]) == 0
     out = capsys.readouterr().out
-    assert ": `bn` seed 0, variants this run does not plan\n" in out, out
+    assert ": `bn` seed 0, a variant this run does not plan\n" in out, out
 
 
 def test_a_run_over_a_garbled_manifest_of_the_run_before_plans_afresh(capsys, in_root, tmp_path):

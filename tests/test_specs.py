@@ -151,7 +151,7 @@ def set_layer(index, **fields):
         (lambda d: d.update(datset={"name": "imdb"}), "unknown key 'datset' (did you mean 'dataset'?)"),
         (
             lambda d: d["variants"][0].update(epochs=3),  # README: a variant may override epochs
-            "variants.0.epochs: unknown key 'epochs' (it belongs in training: write training: {epochs: ...})",
+            "variants.0.epochs: unknown key 'epochs' (it belongs under training)",
         ),
         (lambda d: d["dataset"].update(name="cifar"), "dataset: unknown dataset 'cifar'"),
         (
