@@ -24,7 +24,7 @@ from rich.console import Console
 from jobs import private_network
 from jobs.data import default_data_dir
 from jobs.execution import LEVERS, UnknownLever, levers_off
-from jobs.loading import LoadedExperiment, left_out_by_suites, load_experiments
+from jobs.loading import LoadedExperiment, SpecError, left_out_by_suites, load_experiments
 from jobs.plan import BadResources
 from jobs.spec import Backend, Precision
 from jobs.store import Store, StoreUnavailable, open_store
@@ -158,6 +158,23 @@ def parser() -> argparse.ArgumentParser:
 
 
 def load_or_exit(paths: list[Path], console: Console) -> list[LoadedExperiment]:
+    """The experiments of ``paths``; where any spec has errors, they are printed and the command exits 2."""
+    loaded, errors = load_or_say(paths, console)
+    if errors:
+        refuse_specs(errors, console)
+    return loaded
+
+
+def refuse_specs(errors: list[SpecError], console: Console) -> None:
+    for error in errors:
+        console.print(str(error), markup=False, soft_wrap=True)
+    console.print(f"{count(len(errors), 'error')}; nothing was run", style="red")
+    raise SystemExit(2)
+
+
+def load_or_say(paths: list[Path], console: Console) -> tuple[list[LoadedExperiment], list[SpecError]]:
+    """(the valid experiments of ``paths``, the errors of the others); the built-in suite where no path is
+    given, and a notice for each spec file a suite leaves out."""
     if not paths and not DEFAULT_SPECS[0].exists():
         console.print(
             f"no spec given, and no {DEFAULT_SPECS[0]}/ folder in {Path.cwd()}: run from Regimen's checkout "
@@ -170,12 +187,7 @@ def load_or_exit(paths: list[Path], console: Console) -> list[LoadedExperiment]:
     if private_network.state() is None:  # else printed before the run restarted in a private network
         for line in left_out_by_suites(specs):
             console.print(f"notice: {line}", markup=False, soft_wrap=True)
-    if errors:
-        for error in errors:
-            console.print(str(error), markup=False, soft_wrap=True)
-        console.print(f"{count(len(errors), 'error')}; nothing was run", style="red")
-        raise SystemExit(2)
-    return loaded
+    return loaded, errors
 
 
 def building_backend() -> str:
@@ -187,7 +199,7 @@ def building_backend() -> str:
 
 
 def cmd_validate(args, console: Console) -> int:
-    loaded = load_or_exit(args.specs, console)
+    loaded, errors = load_or_say(args.specs, console)  # the valid ones are built and said ok, then the errors
     if "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = building_backend()
     from jobs.models import build_model
@@ -219,6 +231,8 @@ def cmd_validate(args, console: Console) -> int:
             f"ok  {experiment.name:<12} {sizes}, params: {', '.join(params)}  ({item.file})",
             markup=False,
         )
+    if errors:
+        refuse_specs(errors, console)
     if failed:
         console.print(f"{count(failed, 'model')} Keras cannot build", markup=False)
         return 2

@@ -137,6 +137,16 @@ def test_bad_specs_exit_2_with_one_line_and_no_traceback(tmp_path, capsys, case)
     assert not (tmp_path / "r").exists()  # nothing was run
 
 
+def test_validate_says_which_specs_are_valid_beside_the_errors_of_the_others(tmp_path, capsys, in_root):
+    spec, expected = bad_spec(tmp_path, next(iter(BAD_INPUTS)))
+    assert main(["validate", "specs/l1.yaml", str(spec)]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("ok  l1 ") and lines[1].startswith(f"{spec}: ") and expected in lines[1]
+    assert lines[-1].endswith("; nothing was run")
+    assert main(["plan", "specs/l1.yaml", str(spec)]) == 2  # plan and run still refuse the whole set
+    assert not any(line.startswith("ok") for line in capsys.readouterr().out.splitlines())
+
+
 def test_a_model_keras_refuses_is_not_called_valid(capsys, in_root, monkeypatch):
     import jobs.models
 
