@@ -322,7 +322,8 @@ def read_images(name: str, files: list[Path]) -> tuple[np.ndarray, np.ndarray, n
         pixels = read_idx_gz(by_name[f"{part}-images-idx3-ubyte.gz"], 16)
         if pixels.size != len(labels[part]) * math.prod(IMAGE_SHAPE):
             raise DataCorrupt(
-                f"{source}: {part} images hold {pixels.size} bytes; expected {len(labels[part])} x 28 x 28"
+                f"{source}: {part} images hold {pixels.size} bytes; expected {len(labels[part])} x "
+                f"{IMAGE_SHAPE[0]} x {IMAGE_SHAPE[1]}"
             )
         images[part] = pixels.reshape(-1, *IMAGE_SHAPE)
     return images["train"], labels["train"], images["t10k"], labels["t10k"]
